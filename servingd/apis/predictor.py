@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any
@@ -70,7 +70,11 @@ class PredictResult:
     signature_name: str
 
 
-RunFunction = Callable[[OnnxServable, PreparedRun], "asyncio.Future[dict[str, np.ndarray]]"]
+# Per example method: TF's API name of the run, and the PredictionLog field and type.
+_EXAMPLE_CALLS: dict[str, tuple[str, str, Any]] = {
+    CLASSIFY_METHOD: ("Classify", "classify_log", prediction_log_pb2.ClassifyLog),
+    REGRESS_METHOD: ("Regress", "regress_log", prediction_log_pb2.RegressLog),
+}
 
 
 class Predictor:
@@ -139,34 +143,30 @@ class Predictor:
     async def classify(self, ref: ModelRef, input_proto: Any) -> tuple[int, str, Any]:
         """(served version, signature key run, ClassificationResult) for a tensorflow.serving
         Input; the signature rule is in servables/onnx/signature.py."""
-        with self._admitted_handle(ref) as handle:
-            servable: OnnxServable = handle.servable
-            key, signature = inference_signature(
-                servable.signatures, ref.signature_name, CLASSIFY_METHOD
-            )
-            inputs, count = _counted(example_inputs(input_proto, signature.inputs))
-            outputs = await self._run(servable, servable.prepare(key, inputs), "Classify")
-            result = classification_result(outputs, count)
-            if (logger := self._sampled_logger(ref.name)) is not None:
-                log = prediction_log_pb2.ClassifyLog()
-                _fill_log(log, ref, input_proto, handle.id.version, key, result)
-                logger.log("classify_log", log, log.response.model_spec)
-            return handle.id.version, key, result
+        return await self._example_call(ref, input_proto, CLASSIFY_METHOD)
 
     async def regress(self, ref: ModelRef, input_proto: Any) -> tuple[int, str, Any]:
         """(served version, signature key run, RegressionResult) for a tensorflow.serving Input."""
+        return await self._example_call(ref, input_proto, REGRESS_METHOD)
+
+    async def _example_call(
+        self, ref: ModelRef, input_proto: Any, method: str
+    ) -> tuple[int, str, Any]:
+        """Classify or Regress (`method`): examples in, one run, the method's result out."""
+        api, log_field, log_type = _EXAMPLE_CALLS[method]
         with self._admitted_handle(ref) as handle:
             servable: OnnxServable = handle.servable
-            key, signature = inference_signature(
-                servable.signatures, ref.signature_name, REGRESS_METHOD
-            )
+            key, signature = inference_signature(servable.signatures, ref.signature_name, method)
             inputs, count = _counted(example_inputs(input_proto, signature.inputs))
-            outputs = await self._run(servable, servable.prepare(key, inputs), "Regress")
-            result = regression_result(outputs["outputs"], count)
+            outputs = await self._run(servable, servable.prepare(key, inputs), api)
+            if method == CLASSIFY_METHOD:
+                result = classification_result(outputs, count)
+            else:
+                result = regression_result(outputs["outputs"], count)
             if (logger := self._sampled_logger(ref.name)) is not None:
-                log = prediction_log_pb2.RegressLog()
+                log = log_type()
                 _fill_log(log, ref, input_proto, handle.id.version, key, result)
-                logger.log("regress_log", log, log.response.model_spec)
+                logger.log(log_field, log, log.response.model_spec)
             return handle.id.version, key, result
 
     async def multi_inference(self, request: Any) -> Any:

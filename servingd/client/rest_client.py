@@ -46,8 +46,8 @@ from servingd.protos.tensorflow_serving.apis import get_model_metadata_pb2, get_
 from servingd.servables.onnx import Signature, TensorSpec
 
 # The servable's own checks, so a REST call fails as a gRPC call would, word for word.
-from servingd.servables.onnx.onnx_servable import _checked_input as check_input
-from servingd.servables.onnx.onnx_servable import _output_aliases as output_aliases
+from servingd.servables.onnx.onnx_servable import checked_input as check_input
+from servingd.servables.onnx.onnx_servable import output_aliases
 from servingd.servables.onnx.signature import DEFAULT_SERVING_SIGNATURE
 
 # HTTP status -> the code it most often stands for (errors.py maps the other way).

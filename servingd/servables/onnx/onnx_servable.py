@@ -60,8 +60,8 @@ class OnnxServable:
         feeds = {}
         for alias, array in inputs.items():
             spec = signature.inputs[alias]
-            feeds[spec.name] = _checked_input(alias, array, spec)
-        aliases = _output_aliases(output_filter, signature)
+            feeds[spec.name] = checked_input(alias, array, spec)
+        aliases = output_aliases(output_filter, signature)
         names = tuple(signature.outputs[a].name for a in aliases)
         return PreparedRun(key, feeds, aliases, names)
 
@@ -119,7 +119,7 @@ def _dtype_name(dtype: np.dtype[Any]) -> str:
     return _TF_TYPE_NAMES.get(name, name)
 
 
-def _checked_input(alias: str, array: np.ndarray, spec: TensorSpec) -> np.ndarray:
+def checked_input(alias: str, array: np.ndarray, spec: TensorSpec) -> np.ndarray:
     if spec.is_string:
         if array.dtype != np.dtype(object):
             raise InvalidArgument(
@@ -155,7 +155,7 @@ def _as_str_array(alias: str, array: np.ndarray) -> np.ndarray:
     return np.array(decoded, dtype=object).reshape(array.shape)
 
 
-def _output_aliases(output_filter: Sequence[str], signature: Signature) -> tuple[str, ...]:
+def output_aliases(output_filter: Sequence[str], signature: Signature) -> tuple[str, ...]:
     if not output_filter:
         return tuple(signature.outputs)
     seen: set[str] = set()
