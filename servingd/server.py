@@ -33,6 +33,7 @@ from servingd.apis.run_placement import DEFAULT_INLINE_RUN_THRESHOLD_MICROS, Run
 from servingd.apis.v2.grpc_inference_service import GrpcInferenceService
 from servingd.apis.v2.repository import ModelRepository
 from servingd.apis.v2.rest_v2 import RestV2Handler
+from servingd.apis.v2.statistics import InferenceStatistics
 from servingd.batching import BatchingOptions, BatchingSession
 from servingd.config import read_model_server_config
 from servingd.core.status import ServingError, Unavailable
@@ -122,6 +123,7 @@ class Server:
         self._rest_executor: ThreadPoolExecutor | None = None
         self.rest_port: int = 0
         self._repository: ModelRepository | None = None
+        self._v2_statistics: InferenceStatistics | None = None
 
     async def start(self) -> None:
         # A bad --ssl_config_file fails now, not after every model has loaded.
@@ -143,6 +145,8 @@ class Server:
         self._repository = ModelRepository(
             self.core, self.options.model_repository_root, refuse_control=self._no_v2_control()
         )
+        # One for both front ends: V2 statistics count gRPC and REST requests together.
+        self._v2_statistics = InferenceStatistics(predictor, self.options.batching)
         await self._start_grpc(predictor)
         if self.options.rest_api_port > 0:
             await self._start_rest(predictor)
@@ -195,9 +199,10 @@ class Server:
         model_service_pb2_grpc.add_ModelServiceServicer_to_server(  # type: ignore[no-untyped-call]
             ModelService(self.core, self.metrics.read_metric if self.metrics else None), server
         )
-        assert self._repository is not None
+        assert self._repository is not None and self._v2_statistics is not None
         grpc_service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(  # type: ignore[no-untyped-call]
-            GrpcInferenceService(predictor, self._repository), server
+            GrpcInferenceService(predictor, self._repository, self._v2_statistics, opts.batching),
+            server,
         )
         service_names = [
             prediction_service_pb2.DESCRIPTOR.services_by_name["PredictionService"].full_name,
@@ -239,7 +244,7 @@ class Server:
 
     async def _start_rest(self, predictor: Predictor) -> None:
         opts = self.options
-        assert self._repository is not None
+        assert self._repository is not None and self._v2_statistics is not None
         # Large JSON bodies are converted on these threads, off the event loop.
         self._rest_executor = ThreadPoolExecutor(
             max_workers=opts.rest_api_num_threads or (os.cpu_count() or 1),
@@ -257,7 +262,15 @@ class Server:
                 shutdown_grace_seconds=_SEND_SECONDS,
                 reuse_port=opts.reuse_port,
             ),
-            mounts=(RestV2Handler(predictor, self._repository, self._rest_executor),),
+            mounts=(
+                RestV2Handler(
+                    predictor,
+                    self._repository,
+                    self._v2_statistics,
+                    self._rest_executor,
+                    opts.batching,
+                ),
+            ),
             extra_routes=self._metrics_routes(),
         )
         self.rest_port = await self._rest.start()

@@ -17,8 +17,12 @@ from tests.integration.server_process import ServerProcess
 from tests.integration.v2_server import (
     grpc_health,
     grpc_infer,
+    grpc_model_config,
     grpc_model_metadata,
+    grpc_statistics,
+    minus,
     start_v2_server,
+    stat_counts,
     triton_grpc_worker,
 )
 
@@ -54,7 +58,12 @@ def test_health_readiness_and_server_metadata(server: ServerProcess, triton: Cal
         "metadata": {
             "name": "servingd",
             "version": "0.1.0",
-            "extensions": ["binary_tensor_data", "model_repository"],
+            "extensions": [
+                "binary_tensor_data",
+                "model_repository",
+                "model_configuration",
+                "statistics",
+            ],
         },
     }
 
@@ -222,7 +231,102 @@ def test_malformed_tensors_are_invalid_argument(
 
 
 def test_unimplemented_triton_methods_answer_unimplemented(server: ServerProcess) -> None:
-    call = server.channel().unary_unary("/inference.GRPCInferenceService/ModelStatistics")
+    call = server.channel().unary_unary("/inference.GRPCInferenceService/SystemSharedMemoryStatus")
     with pytest.raises(grpc.RpcError) as info:
         call(b"", timeout=10)
     assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED
+
+
+def test_model_config(server: ServerProcess, triton: Call) -> None:
+    # tritonclient's JSON leaves out zeros (max_batch_size 0: not batched, full shapes).
+    assert triton(grpc_model_config, server.grpc_target, "two", "") == {
+        "config": {
+            "name": "two",
+            "platform": "onnxruntime_onnx",
+            "backend": "onnxruntime",
+            "version_policy": {"latest": {"num_versions": 1}},
+            "input": [
+                {"name": "a", "data_type": "TYPE_FP32", "dims": ["-1", "3"]},
+                {"name": "b", "data_type": "TYPE_INT64", "dims": ["-1"]},
+            ],
+            "output": [
+                {"name": "doubled", "data_type": "TYPE_FP32", "dims": ["-1", "3"]},
+                {"name": "next", "data_type": "TYPE_INT64", "dims": ["-1"]},
+            ],
+        }
+    }
+    v1 = triton(grpc_model_config, server.grpc_target, "half_plus_two", "stable")["config"]
+    assert (v1["name"], v1["version_policy"]) == ("half_plus_two", {"all": {}})
+    # Unknown rank: no dims. BYTES is Triton's TYPE_STRING.
+    types = triton(grpc_model_config, server.grpc_target, "types", "")["config"]
+    assert [(i["name"], i["data_type"], i.get("dims")) for i in types["input"]] == [
+        ("x_string", "TYPE_STRING", None),
+        ("x_bool", "TYPE_BOOL", None),
+        ("x_float16", "TYPE_FP16", None),
+        ("x_float64", "TYPE_FP64", None),
+        ("x_int8", "TYPE_INT8", None),
+        ("x_uint64", "TYPE_UINT64", None),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("model", "version", "status", "message"),
+    [
+        ("nope", "", "NOT_FOUND", "Servable not found for request: Latest(nope)"),
+        ("two", "3", "NOT_FOUND", "Servable not found for request: Specific(two, 3)"),
+        ("two", "beta", "INVALID_ARGUMENT", "Unrecognized servable version label: beta"),
+    ],
+)
+@pytest.mark.parametrize("function", [grpc_model_config, grpc_statistics])
+def test_config_and_statistics_errors_are_model_metadatas(
+    server: ServerProcess,
+    triton: Call,
+    function: Call,
+    model: str,
+    version: str,
+    status: str,
+    message: str,
+) -> None:
+    assert triton(function, server.grpc_target, model, version) == (
+        f"StatusCode.{status}",
+        message,
+    )
+
+
+def test_statistics_count_the_infers_sent(server: ServerProcess, triton: Call) -> None:
+    target = server.grpc_target
+    before = stat_counts(triton(grpc_statistics, target, "half_plus_two"))
+    x = [("x", "FP32", np.array([[1.0], [2.0]], np.float32))]
+    for version in ("", "2", "", "1", "stable"):
+        assert "error" not in triton(grpc_infer, target, "half_plus_two", version, x)
+    wrong_shape = [("x", "FP32", np.array([1.0], np.float32))]
+    assert "error" in triton(grpc_infer, target, "half_plus_two", "1", wrong_shape)
+    after = triton(grpc_statistics, target, "half_plus_two")
+    counts = stat_counts(after)
+    assert list(counts) == [("half_plus_two", "1"), ("half_plus_two", "2")]
+    # Not batched (no --enable_batching): a request is one inference whatever its rows.
+    three = dict.fromkeys(("inference_count", "execution_count", "success", "queue"), 3)
+    three |= dict.fromkeys(("compute_input", "compute_infer", "compute_output"), 3)
+    assert minus(counts[("half_plus_two", "2")], before[("half_plus_two", "2")]) == three
+    two = {key: 2 for key in three}
+    assert minus(counts[("half_plus_two", "1")], before[("half_plus_two", "1")]) == {
+        **two,
+        "fail": 1,
+    }
+    v1 = after["model_stats"][0]
+    assert int(v1["last_inference"]) > 0
+    assert int(v1["inference_stats"]["success"]["ns"]) > 0
+    assert [(b["batch_size"], b["compute_infer"]["count"]) for b in v1["batch_stats"]] == [
+        ("1", str(counts[("half_plus_two", "1")][1]))
+    ]
+    assert triton(grpc_statistics, target, "half_plus_two", "1")["model_stats"] == [v1]
+
+
+def test_statistics_of_every_model(server: ServerProcess, triton: Call) -> None:
+    every = stat_counts(triton(grpc_statistics, server.grpc_target))
+    assert list(every) == [
+        ("half_plus_two", "1"),
+        ("half_plus_two", "2"),
+        ("two", "1"),
+        ("types", "1"),
+    ]

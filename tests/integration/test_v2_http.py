@@ -13,8 +13,10 @@ import pytest
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
+from servingd.protos.inference import grpc_service_pb2 as pb
+from servingd.protos.inference import grpc_service_pb2_grpc
 from tests.integration.server_process import ServerProcess
-from tests.integration.v2_server import start_v2_server
+from tests.integration.v2_server import minus, start_v2_server, stat_counts
 
 MODELS = ("half_plus_two", "two", "types")
 
@@ -57,7 +59,12 @@ def test_health_and_server_metadata(client: Any) -> None:
     assert client.get_server_metadata() == {
         "name": "servingd",
         "version": "0.1.0",
-        "extensions": ["binary_tensor_data", "model_repository"],
+        "extensions": [
+            "binary_tensor_data",
+            "model_repository",
+            "model_configuration",
+            "statistics",
+        ],
     }
 
 
@@ -250,10 +257,10 @@ def test_plain_http_answers(server: ServerProcess) -> None:
         404,
         {"error": "Servable not found for request: Latest(nope)"},
     )
-    status, _headers, body = http(server, "GET", "/v2/models/half_plus_two/stats")
+    status, _headers, body = http(server, "GET", "/v2/systemsharedmemory/status")
     assert (status, json.loads(body)) == (
         404,
-        {"error": "No V2 endpoint for GET /v2/models/half_plus_two/stats"},
+        {"error": "No V2 endpoint for GET /v2/systemsharedmemory/status"},
     )
     # The binary extension's answer: JSON, then raw bytes; the header says where they split.
     header = json.dumps(
@@ -275,3 +282,166 @@ def test_plain_http_answers(server: ServerProcess) -> None:
     # The TF Serving API still answers on the same port.
     status, _headers, body = http(server, "GET", "/v1/models/half_plus_two/versions/2")
     assert status == 200 and json.loads(body)["model_version_status"][0]["state"] == "AVAILABLE"
+
+
+def test_model_config(client: Any, server: ServerProcess) -> None:
+    # Triton's JSON: every field, 64-bit integers as numbers.
+    assert client.get_model_config("two") == {
+        "name": "two",
+        "platform": "onnxruntime_onnx",
+        "backend": "onnxruntime",
+        "version_policy": {"latest": {"num_versions": 1}},
+        "max_batch_size": 0,
+        "input": [
+            {"name": "a", "data_type": "TYPE_FP32", "dims": [-1, 3]},
+            {"name": "b", "data_type": "TYPE_INT64", "dims": [-1]},
+        ],
+        "output": [
+            {"name": "doubled", "data_type": "TYPE_FP32", "dims": [-1, 3]},
+            {"name": "next", "data_type": "TYPE_INT64", "dims": [-1]},
+        ],
+    }
+    v1 = client.get_model_config("half_plus_two", "1")
+    assert (v1["version_policy"], v1["input"]) == (
+        {"all": {}},
+        [{"name": "x", "data_type": "TYPE_FP32", "dims": [-1, 1]}],
+    )
+    types = client.get_model_config("types")
+    assert [(i["name"], i["data_type"], i["dims"]) for i in types["input"]][:2] == [
+        ("x_string", "TYPE_STRING", []),
+        ("x_bool", "TYPE_BOOL", []),
+    ]
+    status, _headers, body = http(server, "GET", "/v2/models/half_plus_two/versions/1/config")
+    assert (status, body) == (200, json.dumps(v1, separators=(",", ":")).encode())
+
+
+@pytest.mark.parametrize("endpoint", ["config", "stats"])
+@pytest.mark.parametrize(
+    ("path", "status", "message"),
+    [
+        ("/v2/models/nope", 404, "Servable not found for request: Latest(nope)"),
+        ("/v2/models/two/versions/3", 404, "Servable not found for request: Specific(two, 3)"),
+        ("/v2/models/two/versions/beta", 400, "Unrecognized servable version label: beta"),
+    ],
+)
+def test_config_and_statistics_errors_are_model_metadatas(
+    server: ServerProcess, endpoint: str, path: str, status: int, message: str
+) -> None:
+    got, _headers, body = http(server, "GET", f"{path}/{endpoint}")
+    assert (got, json.loads(body)) == (status, {"error": message})
+
+
+def test_statistics_count_rest_and_grpc_infers_together(client: Any, server: ServerProcess) -> None:
+    before = stat_counts(client.get_inference_statistics("two"))[("two", "1")]
+    a = np.ones((2, 3), np.float32)
+    b = np.array([1, 2], np.int64)
+    for binary in (True, False):
+        inputs = [infer_input("a", "FP32", a, binary), infer_input("b", "INT64", b, binary)]
+        client.infer("two", inputs)
+    with pytest.raises(InferenceServerException):  # `b` has the wrong datatype
+        client.infer("two", [infer_input("a", "FP32", a, True), infer_input("b", "FP32", a, True)])
+    request = pb.ModelInferRequest(model_name="two")
+    request.inputs.add(name="a", datatype="FP32", shape=[2, 3])
+    request.inputs.add(name="b", datatype="INT64", shape=[2])
+    request.raw_input_contents.extend([a.tobytes(), b.tobytes()])
+    grpc_service_pb2_grpc.GRPCInferenceServiceStub(server.channel()).ModelInfer(request, timeout=10)
+    after = client.get_inference_statistics("two")
+    assert minus(stat_counts(after)[("two", "1")], before) == {
+        "inference_count": 3,
+        "execution_count": 3,
+        "success": 3,
+        "fail": 1,
+        "queue": 3,
+        "compute_input": 3,
+        "compute_infer": 3,
+        "compute_output": 3,
+    }
+    (entry,) = after["model_stats"]
+    # Every field Triton's JSON has (perf_analyzer -i http reads them all), numbers as numbers.
+    assert list(entry) == [
+        "name",
+        "version",
+        "last_inference",
+        "inference_count",
+        "execution_count",
+        "inference_stats",
+        "batch_stats",
+    ]
+    assert list(entry["inference_stats"]) == [
+        "success",
+        "fail",
+        "queue",
+        "compute_input",
+        "compute_infer",
+        "compute_output",
+        "cache_hit",
+        "cache_miss",
+    ]
+    assert entry["inference_stats"]["cache_hit"] == {"count": 0, "ns": 0}
+    assert entry["last_inference"] > 0 and entry["inference_stats"]["success"]["ns"] > 0
+    assert [(s["batch_size"], s["compute_infer"]["count"]) for s in entry["batch_stats"]] == [
+        (1, entry["execution_count"])
+    ]
+
+
+def test_statistics_of_every_model_and_of_one_version(client: Any, server: ServerProcess) -> None:
+    assert list(stat_counts(client.get_inference_statistics())) == [
+        ("half_plus_two", "1"),
+        ("half_plus_two", "2"),
+        ("two", "1"),
+        ("types", "1"),
+    ]
+    status, _headers, body = http(server, "GET", "/v2/models/half_plus_two/versions/stable/stats")
+    assert status == 200
+    assert [(s["name"], s["version"]) for s in json.loads(body)["model_stats"]] == [
+        ("half_plus_two", "1")
+    ]
+
+
+@pytest.fixture(scope="module")
+def batching_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    root = tmp_path_factory.mktemp("v2_http_batching")
+    params = root / "batching.config"
+    params.write_text("max_batch_size { value: 8 }\nbatch_timeout_micros { value: 200 }\n")
+    server = start_v2_server(
+        root, ("two", "types"), "--enable_batching", f"--batching_parameters_file={params}"
+    )
+    yield server
+    server.stop()
+
+
+def test_batched_models_config_and_count_rows(batching_server: ServerProcess) -> None:
+    client = httpclient.InferenceServerClient(f"127.0.0.1:{batching_server.rest_port}")
+    try:
+        config = client.get_model_config("two")
+        # The first dimension is the batch: left out of dims, as in Triton.
+        assert (config["max_batch_size"], config["dynamic_batching"]) == (
+            8,
+            {"max_queue_delay_microseconds": 200},
+        )
+        assert [(i["name"], i["dims"]) for i in config["input"] + config["output"]] == [
+            ("a", [3]),
+            ("b", []),
+            ("doubled", [3]),
+            ("next", []),
+        ]
+        # Unknown rank has no batch dimension to batch on.
+        types = client.get_model_config("types")
+        assert types["max_batch_size"] == 0 and "dynamic_batching" not in types
+        before = stat_counts(client.get_inference_statistics("two"))[("two", "1")]
+        for rows in (3, 1):
+            a = np.ones((rows, 3), np.float32)
+            b = np.zeros(rows, np.int64)
+            client.infer(
+                "two", [infer_input("a", "FP32", a, True), infer_input("b", "INT64", b, True)]
+            )
+        after = client.get_inference_statistics("two")
+        moved = minus(stat_counts(after)[("two", "1")], before)
+        assert (moved["inference_count"], moved["execution_count"]) == (4, 2)
+        sizes = [
+            (s["batch_size"], s["compute_infer"]["count"])
+            for s in after["model_stats"][0]["batch_stats"]
+        ]
+        assert sizes == [(1, 1), (3, 1)]
+    finally:
+        client.close()

@@ -69,6 +69,39 @@ def start_v2_server(
     return server
 
 
+# The counters a request moves, in this order, in stat_counts' tuples.
+STAT_FIELDS = (
+    "inference_count",
+    "execution_count",
+    "success",
+    "fail",
+    "queue",
+    "compute_input",
+    "compute_infer",
+    "compute_output",
+)
+
+
+def stat_counts(statistics: Any) -> dict[tuple[str, str], tuple[int, ...]]:
+    """(model, version) -> the STAT_FIELDS counts of a statistics answer: tritonclient.grpc's
+    JSON (64-bit numbers as strings, zeros left out) or the REST JSON (numbers, all fields)."""
+    out = {}
+    for entry in statistics.get("model_stats", []):
+        infer = entry.get("inference_stats", {})
+        out[(entry["name"], entry["version"])] = (
+            int(entry.get("inference_count", 0)),
+            int(entry.get("execution_count", 0)),
+            *(int(infer.get(key, {}).get("count", 0)) for key in STAT_FIELDS[2:]),
+        )
+    return out
+
+
+def minus(after: tuple[int, ...], before: tuple[int, ...]) -> dict[str, int]:
+    """The counters that moved between two stat_counts tuples, by name."""
+    moved = zip(STAT_FIELDS, after, before, strict=True)
+    return {name: a - b for name, a, b in moved if a != b}
+
+
 @contextmanager
 def triton_grpc_worker() -> Iterator[Callable[..., Any]]:
     """`call(function, *args)` runs a function of this module in the tritonclient process."""
@@ -157,3 +190,23 @@ def grpc_repository(target: str, action: str, model: str = "") -> Any:
     except InferenceServerException as exc:
         return _error(exc)
     return None
+
+
+def grpc_model_config(target: str, name: str, version: str) -> Any:
+    """get_model_config as tritonclient's JSON, or (status, message) on an error."""
+    from tritonclient.utils import InferenceServerException
+
+    try:
+        return _client(target).get_model_config(name, version, as_json=True)
+    except InferenceServerException as exc:
+        return _error(exc)
+
+
+def grpc_statistics(target: str, name: str = "", version: str = "") -> Any:
+    """get_inference_statistics as tritonclient's JSON, or (status, message) on an error."""
+    from tritonclient.utils import InferenceServerException
+
+    try:
+        return _client(target).get_inference_statistics(name, version, as_json=True)
+    except InferenceServerException as exc:
+        return _error(exc)

@@ -4,6 +4,7 @@ the same ports as TF Serving's: gRPC `inference.GRPCInferenceService` beside
 
 Every inference goes through the same `Predictor.predict` as TF Serving's Predict; this
 package only converts V2 messages and JSON to and from numpy (`datatypes`, `v2_codec`,
-`json_infer`), answers the health and metadata calls (`inference`), and maps the model
-repository extension onto the model configuration (`repository`).
+`json_infer`), answers the health and metadata calls (`inference`), maps the model
+repository extension onto the model configuration (`repository`), and answers Triton's model
+configuration and statistics extensions (`model_config`, `statistics`).
 """

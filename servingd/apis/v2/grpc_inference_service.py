@@ -13,16 +13,27 @@ from servingd.apis.grpc.errors import grpc_errors
 from servingd.apis.predictor import Predictor
 from servingd.apis.v2 import inference
 from servingd.apis.v2.inference import model_metadata, model_ready, model_ref, server_ready
+from servingd.apis.v2.model_config import model_config
 from servingd.apis.v2.repository import ModelRepository
+from servingd.apis.v2.statistics import InferenceStatistics, RequestTimer
 from servingd.apis.v2.v2_codec import decode_inputs, fill_outputs
+from servingd.batching import BatchingOptions
 from servingd.protos.inference import grpc_service_pb2 as pb
 from servingd.protos.inference import grpc_service_pb2_grpc
 
 
 class GrpcInferenceService(grpc_service_pb2_grpc.GRPCInferenceServiceServicer):
-    def __init__(self, predictor: Predictor, repository: ModelRepository) -> None:
+    def __init__(
+        self,
+        predictor: Predictor,
+        repository: ModelRepository,
+        statistics: InferenceStatistics,
+        batching: BatchingOptions | None = None,
+    ) -> None:
         self._predictor = predictor
         self._repository = repository
+        self._statistics = statistics
+        self._batching = batching  # --enable_batching's parameters, for ModelConfig
 
     @grpc_errors
     async def ServerLive(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
@@ -59,14 +70,33 @@ class GrpcInferenceService(grpc_service_pb2_grpc.GRPCInferenceServiceServicer):
 
     @grpc_errors
     async def ModelInfer(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        timer = RequestTimer()
         ref = model_ref(request.model_name, request.model_version)
-        inputs = decode_inputs(request)
-        result = await self._predictor.predict(ref, inputs, [o.name for o in request.outputs])
-        response = pb.ModelInferResponse(
-            model_name=request.model_name, model_version=str(result.version), id=request.id
-        )
-        fill_outputs(response, result.outputs)
+        try:
+            inputs = decode_inputs(request)
+            timer.decoded()
+            result = await self._predictor.predict(ref, inputs, [o.name for o in request.outputs])
+            timer.ran()
+            response = pb.ModelInferResponse(
+                model_name=request.model_name, model_version=str(result.version), id=request.id
+            )
+            fill_outputs(response, result.outputs)
+        except Exception:
+            self._statistics.record_failure(ref, timer)
+            raise
+        self._statistics.record_success(ref.name, result.version, inputs, timer)
         return response
+
+    @grpc_errors
+    async def ModelConfig(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        config = model_config(
+            self._predictor, model_ref(request.name, request.version), self._batching
+        )
+        return pb.ModelConfigResponse(config=config)
+
+    @grpc_errors
+    async def ModelStatistics(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        return self._statistics.model_statistics(request.name, request.version)
 
     @grpc_errors
     async def RepositoryIndex(self, request: Any, context: grpc.aio.ServicerContext) -> Any:

@@ -21,7 +21,7 @@ from servingd.server_core import ServerCore
 SERVER_NAME = "servingd"
 # Triton's name for ONNX models served by onnxruntime.
 PLATFORM = "onnxruntime_onnx"
-EXTENSIONS = ("binary_tensor_data", "model_repository")
+EXTENSIONS = ("binary_tensor_data", "model_repository", "model_configuration", "statistics")
 
 _INT64_MAX = 2**63 - 1
 

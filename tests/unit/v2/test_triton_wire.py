@@ -1,5 +1,6 @@
-"""servingd's inference/grpc_service.proto against the one tritonclient ships: every message,
-field and method servingd declares exists there with the same number, type and shape.
+"""servingd's inference/grpc_service.proto and inference/model_config.proto against the ones
+tritonclient ships: every message, field, enum value and method servingd declares exists there
+with the same number, type and shape.
 
 tritonclient's stubs cannot share a process with servingd's (same message names), so its
 descriptors are read in a subprocess.
@@ -13,14 +14,14 @@ import subprocess
 import sys
 from typing import Any
 
-from servingd.protos.inference import grpc_service_pb2
+from servingd.protos.inference import grpc_service_pb2, model_config_pb2
 
 _DUMP = """
 import json
 from typing import Any
-from tritonclient.grpc import service_pb2
+from tritonclient.grpc import model_config_pb2, service_pb2
 {describe}
-print(json.dumps(describe(service_pb2.DESCRIPTOR)))
+print(json.dumps({{**describe(service_pb2.DESCRIPTOR), **describe(model_config_pb2.DESCRIPTOR)}}))
 """
 
 
@@ -34,19 +35,25 @@ def describe(file_descriptor: Any) -> dict[str, list[Any]]:
                 field.type,
                 field.is_repeated,
                 field.message_type.full_name if field.message_type else "",
+                field.enum_type.full_name if field.enum_type else "",
+                field.containing_oneof.name if field.containing_oneof else "",
             ]
         for nested in message.nested_types:
             walk(nested)
 
     for message in file_descriptor.message_types_by_name.values():
         walk(message)
-    for method in file_descriptor.services_by_name["GRPCInferenceService"].methods:
-        out[f"rpc {method.name}"] = [
-            method.input_type.full_name,
-            method.output_type.full_name,
-            method.client_streaming,
-            method.server_streaming,
-        ]
+    for enum in file_descriptor.enum_types_by_name.values():
+        for value in enum.values:
+            out[f"{enum.full_name}.{value.name}"] = [value.number]
+    for service in file_descriptor.services_by_name.values():
+        for method in service.methods:
+            out[f"rpc {service.name}.{method.name}"] = [
+                method.input_type.full_name,
+                method.output_type.full_name,
+                method.client_streaming,
+                method.server_streaming,
+            ]
     return out
 
 
@@ -57,6 +64,6 @@ def test_every_declaration_matches_tritonclients_proto() -> None:
     )
     assert done.returncode == 0, done.stderr
     triton = json.loads(done.stdout)
-    ours = describe(grpc_service_pb2.DESCRIPTOR)
-    assert len(ours) == 96
+    ours = {**describe(grpc_service_pb2.DESCRIPTOR), **describe(model_config_pb2.DESCRIPTOR)}
+    assert len(ours) == 160
     assert {key: value for key, value in ours.items() if triton.get(key) != value} == {}
