@@ -246,9 +246,11 @@ async def in_process_blocks(
         body = ('{"instances": [[' + ", ".join(["1.0"] * width) + "]]}").encode()
         path = f"/v1/models/{MODEL}:predict"
 
+        request_bytes = request.SerializeToString()
+
         async def grpc_call() -> None:
-            response = await grpc_service.Predict(request, None)  # type: ignore[arg-type]
-            assert response.outputs["y"].float_val
+            answer = await grpc_service.Predict(request_bytes, None)  # type: ignore[arg-type]
+            assert predict_pb2.PredictResponse.FromString(answer).outputs["y"].float_val
 
         async def rest_call() -> None:
             assert (await rest_handler.process("POST", path, body)).startswith(b'{"predictions"')

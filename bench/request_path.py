@@ -115,12 +115,12 @@ def _stages(core: ServerCore, model: workload.Model, encoding: str, calls: int) 
 
     async def servicer_loop(servicer: PredictionService) -> float:
         for _ in range(100):  # the first runs teach RunPlacement the run's cost
-            await servicer.Predict(request, None)  # type: ignore[arg-type]
+            await servicer.Predict(data, None)  # type: ignore[arg-type]
         best = float("inf")
         for _ in range(7):
             start, cpu = time.perf_counter(), time.process_time()
             for _ in range(calls):
-                await servicer.Predict(request, None)  # type: ignore[arg-type]
+                await servicer.Predict(data, None)  # type: ignore[arg-type]
             elapsed = time.perf_counter() - start
             # Pool runs spend CPU on other threads: count the whole process, and the wall
             # time (the hand-off's wake-ups cost latency too); report the larger.

@@ -19,13 +19,13 @@ from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 from prometheus_client import ProcessCollector
 
 from servingd.apis.admission import DEFAULT_MAX_INFLIGHT_REQUESTS_PER_MODEL, AdmissionControl
 from servingd.apis.grpc.model_service import ModelService
 from servingd.apis.grpc.prediction_service import PredictionService
-from servingd.apis.grpc.request_parsing import RequestParsing
+from servingd.apis.grpc.request_parsing import StrictParsing
 from servingd.apis.predictor import Predictor
 from servingd.apis.rest.http_server import DEFAULT_MAX_BODY_BYTES, RestOptions, RestServer, Route
 from servingd.apis.rest.rest_api_handler import RestApiHandler
@@ -182,27 +182,27 @@ class Server:
         channel_options.extend(opts.grpc_channel_arguments)
         server = grpc.aio.server(
             options=channel_options,
-            interceptors=[RequestParsing()],
             # TF's --grpc_max_threads caps the sync server's handler threads; beyond it gRPC
             # answers RESOURCE_EXHAUSTED. grpc.aio needs no thread per call, so servingd caps
             # nothing unless the flag is set, and then its concurrent-RPC cap answers the same.
             maximum_concurrent_rpcs=opts.grpc_max_threads or None,
         )
+        strict = StrictParsing(server)  # each unary method parses its own request bytes
         prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(  # type: ignore[no-untyped-call]
             PredictionService(
                 predictor,
                 serialize_as_tensor_content=opts.enable_serialization_as_tensor_content,
                 metrics=self.metrics,
             ),
-            server,
+            strict,
         )
         model_service_pb2_grpc.add_ModelServiceServicer_to_server(  # type: ignore[no-untyped-call]
-            ModelService(self.core, self.metrics.read_metric if self.metrics else None), server
+            ModelService(self.core, self.metrics.read_metric if self.metrics else None), strict
         )
         assert self._repository is not None and self._v2_statistics is not None
         grpc_service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(  # type: ignore[no-untyped-call]
             GrpcInferenceService(predictor, self._repository, self._v2_statistics, opts.batching),
-            server,
+            strict,
         )
         service_names = [
             prediction_service_pb2.DESCRIPTOR.services_by_name["PredictionService"].full_name,
@@ -212,13 +212,17 @@ class Server:
         if opts.enable_grpc_healthcheck_service:
             # The asyncio servicer: the sync one blocks a thread per Watch stream forever.
             self._health = health.aio.HealthServicer()
-            health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
+            health_pb2_grpc.add_HealthServicer_to_server(self._health, strict)
             service_names.append(health.SERVICE_NAME)
             # Ports open only after every model loaded, so everything is SERVING from here.
             for name in ("", "ModelService", "PredictionService"):
                 await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
         service_names.append(reflection.SERVICE_NAME)
-        reflection.enable_server_reflection(service_names, server)
+        # What reflection.enable_server_reflection does for a grpc.aio server, through
+        # StrictParsing (no registered methods; see request_parsing.py).
+        reflection_pb2_grpc.add_ServerReflectionServicer_to_server(
+            reflection.aio.ReflectionServicer(service_names), strict
+        )
         credentials = self._credentials
 
         def add_port(address: str) -> int:

@@ -38,33 +38,49 @@ class AdmissionControl:
 
     def __init__(self, limit: int = DEFAULT_MAX_INFLIGHT_REQUESTS_PER_MODEL) -> None:
         self.limit = limit
-        self._changed = threading.Condition()
-        # Both guarded by _changed's lock.
+        # A plain Lock on the request path (a Condition's methods are Python code); the
+        # Condition on the same lock is only for the drain at shutdown.
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        # All three guarded by _lock.
         self._in_flight: dict[str, int] = {}  # no zero entries
         self._closed: str | None = None  # why new requests are refused
+        self._waiters = 0  # threads in wait_until_idle: only they need a notify
 
     @contextmanager
     def admit(self, model_name: str) -> Iterator[None]:
         """Holds one of `model_name`'s slots for the `with` block, or raises Unavailable."""
-        with self._changed:
+        refusal = self.try_acquire(model_name)
+        if refusal:
+            raise Unavailable(refusal)
+        try:
+            yield
+        finally:
+            self.release(model_name)
+
+    def try_acquire(self, model_name: str) -> str:
+        """Takes one of `model_name`'s slots ("") or says why not; a taken slot must be
+        given back with `release`. `admit` for callers that cannot use a `with` block."""
+        with self._lock:
             if self._closed is not None:
-                raise Unavailable(self._closed)
+                return self._closed
             count = self._in_flight.get(model_name, 0)
             if 0 < self.limit <= count:
-                raise Unavailable(
+                return (
                     f"Too many requests in flight for model {model_name}: the limit is "
                     f"{self.limit} (--max_inflight_requests_per_model); retry later"
                 )
             self._in_flight[model_name] = count + 1
-        try:
-            yield
-        finally:
-            with self._changed:
-                remaining = self._in_flight[model_name] - 1
-                if remaining:
-                    self._in_flight[model_name] = remaining
-                else:
-                    del self._in_flight[model_name]
+            return ""
+
+    def release(self, model_name: str) -> None:
+        with self._lock:
+            remaining = self._in_flight[model_name] - 1
+            if remaining:
+                self._in_flight[model_name] = remaining
+            else:
+                del self._in_flight[model_name]
+                if self._waiters:
                     self._changed.notify_all()
 
     def in_flight(self, model_name: str | None = None) -> int:
@@ -83,9 +99,13 @@ class AdmissionControl:
         """Blocks until no request is in flight (True) or `timeout_seconds` passed (False)."""
         deadline = time.monotonic() + timeout_seconds
         with self._changed:
-            while self._in_flight:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return False
-                self._changed.wait(remaining)
-            return True
+            self._waiters += 1
+            try:
+                while self._in_flight:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        return False
+                    self._changed.wait(remaining)
+                return True
+            finally:
+                self._waiters -= 1

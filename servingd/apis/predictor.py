@@ -22,12 +22,13 @@ import numpy as np
 from servingd.apis.admission import AdmissionControl
 from servingd.apis.classifier import classification_result
 from servingd.apis.multi_inference import multi_inference_response, output_names, plan_tasks
+from servingd.apis.predict_plan import PredictPlans
 from servingd.apis.regressor import regression_result
 from servingd.apis.run_placement import RunPlacement
 from servingd.apis.tensor_codec import fill_tensor_proto
 from servingd.batching import BatchingSession
 from servingd.core.servable_handle import ServableHandle
-from servingd.monitoring.metrics import BATCH_WAIT, QUEUE_WAIT
+from servingd.monitoring.metrics import BATCH_WAIT, QUEUE_WAIT, ServingMetrics
 from servingd.monitoring.request_logger import RequestLogger
 from servingd.monitoring.request_metrics import current_scope, run_timing
 from servingd.protos.tensorflow_serving.apis import model_pb2, prediction_log_pb2
@@ -98,6 +99,17 @@ class Predictor:
     @property
     def core(self) -> ServerCore:
         return self._core
+
+    def plans(self, metrics: ServingMetrics | None, as_tensor_content: bool) -> PredictPlans:
+        """The gRPC Predict fast path over this Predictor's parts (predict_plan.py)."""
+        return PredictPlans(
+            self._core,
+            self._placement,
+            self._admission,
+            self._batching,
+            metrics,
+            as_tensor_content,
+        )
 
     def handle(self, ref: ModelRef) -> ServableHandle:
         """A handle on the version `ref` names; the caller must release it (use `with`)."""

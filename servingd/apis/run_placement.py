@@ -36,8 +36,13 @@ DEFAULT_INLINE_RUN_THRESHOLD_MICROS = 500
 _WEIGHT = 0.2  # of the newest run in the moving average: ~5 runs to follow a change
 
 
+def run_kind(signature_name: str, output_names: tuple[str, ...], batch_size: int) -> Hashable:
+    """What runs are averaged together: same signature, same fetches, similar batch size."""
+    return (signature_name, output_names, batch_size.bit_length())
+
+
 def _kind(prepared: PreparedRun) -> Hashable:
-    return (prepared.signature_name, prepared.output_names, prepared.batch_size.bit_length())
+    return run_kind(prepared.signature_name, prepared.output_names, prepared.batch_size)
 
 
 class RunPlacement:
@@ -67,11 +72,26 @@ class RunPlacement:
             try:
                 return run(*args)
             finally:
-                self._record(servable, kind, thread_time() - start)
+                self.record(servable, kind, thread_time() - start)
 
         return cost is not None and cost < self._threshold, timed_run
 
-    def _record(self, servable: Any, kind: Hashable, seconds: float) -> None:
+    @property
+    def threshold_seconds(self) -> float:
+        """Runs whose average CPU time is below this go inline (0: none)."""
+        return self._threshold
+
+    def costs_of(self, servable: Any) -> dict[Hashable, float]:
+        """The servable's averages by kind, in seconds, live: for a caller that decides
+        inline runs itself (a kind goes inline when its average is below
+        `threshold_seconds`), times them and reports them with `record`."""
+        costs = self._costs.get(servable)
+        if costs is None:
+            costs = self._costs.setdefault(servable, {})
+        return costs
+
+    def record(self, servable: Any, kind: Hashable, seconds: float) -> None:
+        """One run's thread CPU time, in seconds."""
         costs = self._costs.get(servable)
         if costs is None:
             costs = self._costs.setdefault(servable, {})

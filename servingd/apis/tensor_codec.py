@@ -230,6 +230,25 @@ def fill_tensor_proto(proto: Any, array: np.ndarray, as_tensor_content: bool = F
     proto.MergeFromString(_PACKED_KEY[field] + _varint(len(payload)) + payload)
 
 
+def tensor_proto_bytes(array: np.ndarray, as_tensor_content: bool = False) -> bytes:
+    """`to_tensor_proto(array, as_tensor_content).SerializeToString()`, written directly for
+    the common answers (float types, or any numeric type as tensor_content): dtype and
+    shape from the header cache, then the values as one length-delimited field."""
+    dtype = _ENCODE.get(array.dtype)
+    if as_tensor_content:
+        if dtype is None or array.dtype.byteorder == ">":
+            return bytes(to_tensor_proto(array, True).SerializeToString())
+        key, payload = _TENSOR_CONTENT_KEY, np.ascontiguousarray(array).tobytes()
+    else:
+        packed = None if dtype is None else _PACKED_FLOATS.get(dtype)
+        if dtype is None or packed is None or array.dtype.kind == "c":
+            return bytes(to_tensor_proto(array).SerializeToString())
+        key, wire_dtype = packed
+        payload = np.ascontiguousarray(array).ravel().astype(wire_dtype, copy=False).tobytes()
+    header = _tensor_header(dtype, array.shape)
+    return header + key + _varint(len(payload)) + payload if payload else header
+
+
 def _varint(value: int) -> bytes:
     out = bytearray()
     while value > 0x7F:
@@ -253,6 +272,9 @@ _PACKED_FLOATS = {
     for dt, (_np_dtype, field, wire_dtype) in _DECODE.items()
     if wire_dtype.kind == "f"
 }
+_TENSOR_CONTENT_KEY = _varint(
+    (TensorProto.DESCRIPTOR.fields_by_name["tensor_content"].number << 3) | _LENGTH_DELIMITED
+)
 _HEADERS: dict[tuple[int, tuple[int, ...]], bytes] = {}
 _MAX_HEADERS = 4096  # distinct (dtype, shape) pairs remembered; others are serialized each time
 

@@ -133,6 +133,12 @@ class BasicManager:
                 return handle
             # The entry closed after we read the map, so a newer map is already in place.
 
+    @property
+    def serving_map(self) -> ServingMap:
+        """The current snapshot, for lock-free readers that cache what they found in it:
+        a reader holding the same object knows nothing was loaded or unloaded since."""
+        return self._serving_map
+
     def list_available_servable_ids(self) -> list[ServableId]:
         return self._serving_map.ids()
 

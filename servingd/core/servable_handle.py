@@ -47,8 +47,10 @@ class ServableHandle:
             return
         self._released = True
         self._servable = None
-        if self._on_release is not None:
-            self._on_release(self)
+        # Dropped too: a released handle someone still holds must not keep its entry alive.
+        on_release, self._on_release = self._on_release, None
+        if on_release is not None:
+            on_release(self)
 
     def __enter__(self) -> ServableHandle:
         return self

@@ -37,12 +37,13 @@ class ServingEntry:
     on a version that is about to unload.
     """
 
-    __slots__ = ("_closed", "_drained", "_handles", "id", "servable")
+    # __weakref__: request-path caches (apis/predict_plan.py) must not keep a version alive.
+    __slots__ = ("__weakref__", "_closed", "_drained", "_handles", "id", "servable")
 
     def __init__(self, servable_id: ServableId, servable: Any) -> None:
         self.id = servable_id
         self.servable = servable
-        self._handles: set[ServableHandle] = set()
+        self._handles: set[object] = set()  # ServableHandles and try_hold's tokens
         self._closed = False
         self._drained = threading.Event()
 
@@ -59,7 +60,23 @@ class ServingEntry:
             return None
         return handle
 
-    def _release(self, handle: ServableHandle) -> None:
+    def try_hold(self) -> object | None:
+        """A bare token that counts as a handle, for a caller that releases it itself with
+        `release_hold` (in a `finally`) and reads `servable` meanwhile; None if the entry
+        closed. The request fast path's lighter ServableHandle (apis/predict_plan.py)."""
+        if self._closed:
+            return None
+        token = object()
+        self._handles.add(token)
+        if self._closed:
+            self._release(token)
+            return None
+        return token
+
+    def release_hold(self, token: object) -> None:
+        self._release(token)
+
+    def _release(self, handle: object) -> None:
         self._handles.discard(handle)
         if self._closed and not self._handles:
             self._drained.set()
@@ -87,7 +104,7 @@ class ServingEntry:
 class ServingMap:
     """An immutable index of ready versions: by id, and per name sorted by version."""
 
-    __slots__ = ("_by_id", "_by_name")
+    __slots__ = ("__weakref__", "_by_id", "_by_name")
 
     def __init__(self, entries: Iterable[ServingEntry] = ()) -> None:
         by_id = {entry.id: entry for entry in entries}

@@ -38,6 +38,10 @@ class OnnxServable:
 
     def __init__(self, session: Any, signatures: Mapping[str, Signature]) -> None:
         self._session = session
+        # onnxruntime's compiled session, past the Python wrapper's per-call checks (input
+        # names, OrtValue ownership, graph capture), which validation here already covers
+        # for the numpy feeds servingd passes; a session without one is called as it is.
+        self.run_graph: Any = getattr(session, "_sess", session).run
         self.signatures: Mapping[str, Signature] = signatures
 
     def signature(self, name: str) -> Signature:
@@ -70,7 +74,7 @@ class OnnxServable:
         Setting `terminate` on `run_options` (from `new_run_options()`) from another thread
         stops the run at its next operator: what a caller that is gone no longer needs."""
         try:
-            results = self._session.run(list(prepared.output_names), prepared.feeds, run_options)
+            results = self.run_graph(list(prepared.output_names), prepared.feeds, run_options)
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidArgument types
             raise Internal(f"Model run failed: {exc}") from exc
         return {
