@@ -1,14 +1,15 @@
 """Instructions per request: servingd and the protocol floor under the same h2load load.
 
     .venv/bin/python -m bench.instructions [--model tiny] [--requests 20000] [--concurrency 16]
-        [--flags '--enable_batching ...'] [--rounds 3]
+        [--flags='--enable_batching ...'] [--rounds 3]
 
 Throughput on a shared 2-core VM moves by 2x with the neighbours; the user-space instructions
 a server process retires per request (`perf stat -e instructions:u -p PID` around an h2load
 run of a fixed number of requests) barely move, so this is the figure to rank changes of the
-request path by. Prints, per round, the floor's and servingd's instructions per request and
-their ratio (the c=16 throughput target of issue 10 needs servingd <= 1.25x the floor, as both
-are bound by one event-loop thread). Needs `perf` (linux-perf) and `h2load`.
+request path by. Prints, per round, servingd's and the floor's instructions per request,
+h2load's requests per second (which the neighbours move) and their ratios; the c=16
+throughput target of issue 10 needs servingd <= 1.25x the floor's instructions, as both are
+bound by one event-loop thread. Needs `perf` (linux-perf) and `h2load`.
 """
 
 from __future__ import annotations
@@ -43,7 +44,8 @@ def _h2load(port: int, frame: Path, requests: int, concurrency: int) -> list[str
 
 def instructions_per_request(
     pid: int, port: int, frame: Path, requests: int, concurrency: int
-) -> float:
+) -> tuple[float, float]:
+    """(user instructions per request of process `pid`, h2load's requests per second)."""
     subprocess.run(_h2load(port, frame, 2000, concurrency), capture_output=True, check=True)
     result = subprocess.run(
         [
@@ -60,7 +62,9 @@ def instructions_per_request(
     done = re.search(r"(\d+) succeeded", result.stdout)
     if done is None or int(done.group(1)) != requests:
         raise RuntimeError(f"h2load did not complete every request:\n{result.stdout[-2000:]}")
-    return int(match.group(1)) / requests
+    rate = re.search(r"finished in [\d.]+s, ([\d.]+) req/s", result.stdout)
+    assert rate is not None, result.stdout
+    return int(match.group(1)) / requests, float(rate.group(1))
 
 
 def main() -> None:
@@ -112,15 +116,19 @@ def main() -> None:
             print(f"{model.name}: outputs {list(response.outputs)}; flags {args.flags!r}")
             try:
                 for round_ in range(args.rounds):
-                    ours = instructions_per_request(
+                    ours, our_rate = instructions_per_request(
                         server.pid, grpc_port, frame, args.requests, args.concurrency
                     )
-                    line = f"round {round_ + 1}: servingd {ours / 1000:,.0f}k"
+                    line = f"round {round_ + 1}: servingd {ours / 1000:,.0f}k {our_rate:,.0f} req/s"
                     if floor is not None:
-                        theirs = instructions_per_request(
+                        theirs, their_rate = instructions_per_request(
                             floor.pid, floor_port, frame, args.requests, args.concurrency
                         )
-                        line += f"  floor {theirs / 1000:,.0f}k  ratio {ours / theirs:.2f}x"
+                        line += (
+                            f"  floor {theirs / 1000:,.0f}k {their_rate:,.0f} req/s"
+                            f"  ratio {ours / theirs:.2f}x instructions, "
+                            f"{our_rate / their_rate:.2f}x req/s"
+                        )
                     print(line, flush=True)
             finally:
                 if floor is not None:

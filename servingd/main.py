@@ -171,6 +171,12 @@ def build_parser() -> argparse.ArgumentParser:
         DEFAULT_INLINE_RUN_THRESHOLD_MICROS,
         "model runs measured cheaper than this run on the event loop, not a thread (0 = never)",
     )
+    flag(
+        "intra_op_spinning",
+        bool,
+        False,
+        "onnxruntime's pool threads spin-wait between runs (uses a core; for dedicated cores)",
+    )
     return p
 
 
@@ -250,7 +256,11 @@ def options_from_args(args: argparse.Namespace) -> ServerOptions:
         max_num_load_retries=args.max_num_load_retries,
         load_retry_interval_micros=args.load_retry_interval_micros,
         allow_version_labels_for_unavailable_models=args.allow_version_labels_for_unavailable_models,
-        session_config=SessionConfig(intra_op_num_threads=intra, inter_op_num_threads=inter),
+        session_config=SessionConfig(
+            intra_op_num_threads=intra,
+            inter_op_num_threads=inter,
+            allow_spinning=args.intra_op_spinning,
+        ),
         model_warmup=WarmupOptions(
             enabled=args.enable_model_warmup,
             # TF: a value > 0 sets the iterations; otherwise each record runs once.

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import sys
 import weakref
-from collections.abc import Hashable
+from collections.abc import Awaitable, Hashable
 from dataclasses import dataclass, field
 from time import perf_counter_ns, thread_time
 from typing import Any
@@ -39,12 +39,12 @@ from servingd.apis.tensor_codec import _varint, numpy_dtype, tensor_proto_bytes,
 from servingd.batching import BatchingSession
 from servingd.core.manager import ServableRequest
 from servingd.core.serving_map import ServingEntry, ServingMap
-from servingd.core.status import Code, Internal, ServingError
+from servingd.core.status import Code, Internal, NotFound, ServingError, Unavailable
 from servingd.monitoring.metrics import QUEUE_WAIT, RequestBuffer, ServingMetrics
 from servingd.monitoring.request_metrics import FOLD_EVERY, RequestCells
 from servingd.protos.tensorflow_serving.apis import model_pb2
 from servingd.servables.onnx import OnnxServable
-from servingd.servables.onnx.onnx_servable import output_aliases
+from servingd.servables.onnx.onnx_servable import PreparedRun, output_aliases
 from servingd.server_core import ServerCore
 
 MAX_PLANS = 256  # forms remembered; more forms than this take the general path
@@ -91,6 +91,8 @@ class PredictPlan:
     signature_name: str
     output_names: list[str]
     output_key: tuple[str, ...]  # output_names, as RunPlacement's kinds name them
+    output_aliases: tuple[str, ...]
+    batched: bool  # runs go through the batching queue (--enable_batching)
     outputs: tuple[_Output, ...]
     model_spec_field: bytes  # the answer's model_spec, serialized with its field key
     entry: weakref.ref[ServingEntry]
@@ -121,8 +123,9 @@ class PredictPlans:
         self._plans: dict[Hashable, PredictPlan] = {}  # by _form
         self._basic = core.manager.basic_manager  # whose serving_map is the live snapshot
 
-    def answer(self, request: Any) -> bytes | None:
-        """The serialized PredictResponse, or None: the general path must answer."""
+    def answer(self, request: Any) -> bytes | Awaitable[bytes] | None:
+        """The serialized PredictResponse, or None: the general path must answer. A run that
+        goes through the batching queue gives an awaitable of the response instead."""
         start = perf_counter_ns()
         form = _form(request)
         plan = self._plans.get(form)
@@ -136,6 +139,8 @@ class PredictPlans:
             return None
         first = next(iter(feeds.values()), None)
         batch = first.shape[0] if first is not None and first.ndim else 0  # as PreparedRun's
+        if plan.batched:
+            return None if batch <= 0 else self._batched(plan, entry, feeds)
         kind = run_kind(plan.signature_name, plan.output_key, batch)
         # RunPlacement's rule, read from its live averages: inline only what is known cheap.
         cost = plan.run_costs.get(kind)
@@ -168,15 +173,7 @@ class PredictPlans:
             raise
         finally:
             self._admission.release(name)
-        parts = []
-        for output, value in zip(plan.outputs, results, strict=True):
-            raw = output.raw_dtype  # set only for tensor outputs: `value` is an ndarray
-            head = output.heads.get(value.shape) if raw is not None and raw == value.dtype else None
-            parts.append(
-                self._encode(output, np.asarray(value)) if head is None else head + value.tobytes()
-            )
-        parts.append(plan.model_spec_field)
-        answer = b"".join(parts)
+        answer = self._response(plan, results)
         cells = plan.cells
         if cells is not None:
             end = perf_counter_ns()
@@ -186,6 +183,41 @@ class PredictPlans:
             if len(cells.pending) >= FOLD_EVERY:
                 cells.fold()
         return answer
+
+    async def _batched(
+        self, plan: PredictPlan, entry: ServingEntry, feeds: dict[str, np.ndarray]
+    ) -> bytes:
+        """The run through the batching queue (BatchingSession.run, as the general path)."""
+        assert self._batching is not None
+        name = plan.model_name
+        refusal = self._admission.try_acquire(name)
+        if refusal:
+            raise Unavailable(refusal)
+        try:
+            hold = entry.try_hold()
+            if hold is None:
+                raise NotFound(f"Servable not found for request: {plan.servable_request}")
+            try:
+                prepared = PreparedRun(
+                    plan.signature_name, feeds, plan.output_aliases, plan.output_key
+                )
+                outputs = await self._batching.run(entry.servable, prepared)
+            finally:
+                entry.release_hold(hold)
+        finally:
+            self._admission.release(name)
+        return self._response(plan, [outputs[alias] for alias in plan.output_aliases])
+
+    def _response(self, plan: PredictPlan, results: list[Any]) -> bytes:
+        parts = []
+        for output, value in zip(plan.outputs, results, strict=True):
+            raw = output.raw_dtype  # set only for tensor outputs: `value` is an ndarray
+            head = output.heads.get(value.shape) if raw is not None and raw == value.dtype else None
+            parts.append(
+                self._encode(output, np.asarray(value)) if head is None else head + value.tobytes()
+            )
+        parts.append(plan.model_spec_field)
+        return b"".join(parts)
 
     def _encode(self, output: _Output, value: np.ndarray) -> bytes:
         """One output's map entry in full; remembers its head when the values end it."""
@@ -254,8 +286,6 @@ class PredictPlans:
         form = _form(request)
         if form in self._plans or len(self._plans) >= MAX_PLANS or sys.byteorder != "little":
             return
-        if self._batching is not None:
-            return  # batched runs keep the general path, which queues them
         choice = spec.WhichOneof("version_choice")
         label = spec.version_label if choice == "version_label" else ""
         servable_request = self._core.servable_request(
@@ -301,6 +331,11 @@ class PredictPlans:
                     cells_key, RequestCells(metrics, cells_key)
                 )
         output_names = [signature.outputs[a].name for a in aliases]
+        batched = self._batching is not None and self._batching.accepts_signature(
+            servable, signature_name, aliases
+        )
+        if batched and cells is not None:
+            return  # the stage timings of a batched run are the general path's (RequestScope)
         self._plans[form] = PredictPlan(
             model_name=spec.name,
             label=label,
@@ -309,6 +344,8 @@ class PredictPlans:
             signature_name=signature_name,
             output_names=output_names,
             output_key=tuple(output_names),
+            output_aliases=aliases,
+            batched=batched,
             outputs=tuple(outputs),
             model_spec_field=_MODEL_SPEC_KEY + _varint(len(served_bytes)) + served_bytes,
             entry=weakref.ref(entry),

@@ -36,6 +36,12 @@ from servingd.servables.onnx.signature import Signature, TensorSpec
 Outputs = dict[str, np.ndarray]
 # Called once per run, from a batch thread: (outputs, None) or (None, error).
 Done = Callable[[Outputs | None, ServingError | None], None]
+_Answer = tuple[asyncio.Future[Outputs], Outputs | None, ServingError | None]
+
+# While a batch thread answers a batch, the answers for awaiting coroutines collect here and
+# reach each event loop in one call_soon_threadsafe: one wake-up of the loop per batch
+# instead of one per request (each is a write to the loop's self-pipe and a trip round it).
+_BATCH_ANSWERS = threading.local()
 
 
 class BatchableServable(Protocol):
@@ -177,9 +183,15 @@ class BatchingSession:
         batcher for runs that match no batching signature."""
         if prepared.batch_size <= 0:
             return False
-        signature = servable.signature(prepared.signature_name)
+        return self.accepts_signature(servable, prepared.signature_name, prepared.output_aliases)
+
+    def accepts_signature(
+        self, servable: BatchableServable, signature_name: str, output_aliases: tuple[str, ...]
+    ) -> bool:
+        """`accepts` for every run of this signature and fetch that has rows."""
+        signature = servable.signature(signature_name)
         return all(_has_batch_dim(spec) for spec in signature.inputs.values()) and all(
-            _has_batch_dim(signature.outputs[alias]) for alias in prepared.output_aliases
+            _has_batch_dim(signature.outputs[alias]) for alias in output_aliases
         )
 
     def submit(
@@ -212,6 +224,10 @@ class BatchingSession:
         future: asyncio.Future[Outputs] = loop.create_future()
 
         def done(outputs: Outputs | None, error: ServingError | None) -> None:
+            answers: dict[Any, list[_Answer]] | None = getattr(_BATCH_ANSWERS, "by_loop", None)
+            if answers is not None:
+                answers.setdefault(loop, []).append((future, outputs, error))
+                return
             # A closed loop raises RuntimeError: nobody is waiting for this answer any more.
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(_resolve, future, outputs, error)
@@ -232,6 +248,17 @@ class BatchingSession:
         return (servable, prepared.signature_name, prepared.output_names, shapes)
 
     def _process_batch(self, servable: BatchableServable, tasks: list[_RunTask]) -> None:
+        answers: dict[Any, list[_Answer]] = {}
+        _BATCH_ANSWERS.by_loop = answers
+        try:
+            self._run_batch(servable, tasks)
+        finally:
+            _BATCH_ANSWERS.by_loop = None
+            for loop, batch in answers.items():
+                with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits
+                    loop.call_soon_threadsafe(_resolve_all, batch)
+
+    def _run_batch(self, servable: BatchableServable, tasks: list[_RunTask]) -> None:
         dequeued_ns = time.perf_counter_ns()
         for task in tasks:
             if task.request.timing is not None:
@@ -323,3 +350,8 @@ def _resolve(
     else:
         assert outputs is not None
         future.set_result(outputs)
+
+
+def _resolve_all(answers: list[_Answer]) -> None:
+    for future, outputs, error in answers:
+        _resolve(future, outputs, error)

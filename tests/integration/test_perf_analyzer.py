@@ -65,14 +65,14 @@ def perf_analyzer(
 def measure(
     server: ServerProcess, *extra: str, kind: str = "tfserving", protocol: str = "grpc"
 ) -> str:
-    """One bounded measurement (three short windows, each stable by definition) that must
+    """One bounded measurement (short windows, any three of which count as stable) that must
     report no error."""
     result = perf_analyzer(
         server,
         *("-m", "tiny", "--shape", "x:1,1"),
         "--measurement-interval=300",
-        "--max-trials=3",
-        "--stability-percentage=100",
+        "--max-trials=6",
+        "--stability-percentage=1000",  # any three windows: stability is not under test
         *extra,
         kind=kind,
         protocol=protocol,
@@ -147,8 +147,8 @@ def test_perf_analyzer_triton_mode_batches_a_batched_model(batching_server: Serv
         batching_server,
         *("-m", "tiny", "-b", "4"),
         "--measurement-interval=300",
-        "--max-trials=3",
-        "--stability-percentage=100",
+        "--max-trials=6",
+        "--stability-percentage=1000",  # any three windows: stability is not under test
         kind="triton",
     )
     output = result.stdout + result.stderr

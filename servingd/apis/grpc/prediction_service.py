@@ -49,8 +49,9 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         except Exception:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, _UNPARSEABLE)
         try:
-            answer = self._plans.answer(request)
-        except Exception as exc:  # the model run failed (counted by the plan), or a bug
+            planned = self._plans.answer(request)
+            answer = planned if planned is None or isinstance(planned, bytes) else await planned
+        except Exception as exc:  # a failed run (counted by the plan), a full queue, or a bug
             code, message = grpc_status(as_serving_error(exc))
             await context.abort(code, message)
         if answer is not None:
