@@ -19,6 +19,7 @@ from servingd.apis.admission import AdmissionControl
 from servingd.apis.grpc.prediction_service import PredictionService
 from servingd.apis.predictor import Predictor
 from servingd.apis.run_placement import RunPlacement
+from servingd.batching import BatchingOptions, BatchingSession
 from servingd.core.servable_state import ManagerState
 from servingd.core.status import Internal
 from servingd.protos.tensorflow.core.framework import types_pb2
@@ -271,3 +272,27 @@ def test_a_run_that_fails_on_the_plans_path_is_internal(cores: Cores, tmp_path: 
         call(service, request([1.0, 2.0, 3.0]), context)
     assert context.code == grpc.StatusCode.INTERNAL
     assert service._predictor._admission.in_flight() == 0
+
+
+def test_a_batched_form_is_planned_through_the_batching_queue(affine_core: ServerCore) -> None:
+    batching = BatchingSession(BatchingOptions(max_batch_size=8, num_batch_threads=1))
+    predictor = Predictor(affine_core, None, batching, None, ALWAYS_INLINE)
+    service = PredictionService(predictor)
+    try:
+        call(service, predict_request([[2.0]]))  # the general path, learning
+
+        async def planned_then_awaited() -> bytes:
+            answer = service._plans.answer(predict_request([[6.0], [0.0]]))
+            assert answer is not None and not isinstance(answer, bytes)  # queued for a batch
+            return await answer
+
+        answer = asyncio.run(planned_then_awaited())
+        with pytest.raises(Aborted):  # over max_batch_size: the batching queue's own error
+            call(service, predict_request([[1.0]] * 9), context := Context())
+    finally:
+        batching.stop()
+
+    assert y_of(answer) == (1, [5.0, 2.0])
+    assert answer == call(service_for(affine_core), predict_request([[6.0], [0.0]]))
+    assert context.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert predictor._admission.in_flight() == 0
