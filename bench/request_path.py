@@ -38,10 +38,10 @@ from servingd.apis.grpc.model_spec import model_ref
 from servingd.apis.grpc.prediction_service import PredictionService
 from servingd.apis.predictor import Predictor
 from servingd.apis.run_placement import RunPlacement
-from servingd.apis.tensor_codec import fill_tensor_proto, to_ndarray
 from servingd.config import single_model_config
 from servingd.protos.tensorflow_serving.apis import predict_pb2
 from servingd.server_core import ServerCore, ServerCoreOptions
+from servingd.tensor_codec import fill_tensor_proto, to_ndarray
 from servingd.testing.models import write_version
 
 

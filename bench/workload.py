@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
-from servingd.apis.tensor_codec import fill_tensor_proto
 from servingd.protos.tensorflow.core.framework import types_pb2
 from servingd.protos.tensorflow_serving.apis import predict_pb2
+from servingd.tensor_codec import fill_tensor_proto
 from servingd.testing.models import affine, gemm_chain, mlp, write_version
 
 PREDICT_PATH = "/tensorflow.serving.PredictionService/Predict"

@@ -22,7 +22,7 @@ from servingd.config import (
     single_model_config,
 )
 from servingd.core.status import InvalidArgument, ServingError
-from servingd.monitoring.logging_setup import LOG_FORMATS, configure_logging
+from servingd.monitoring.logging_setup import LOG_FORMATS, LOG_LEVELS, configure_logging
 from servingd.servables.onnx import SessionConfig
 from servingd.servables.warmup import WarmupOptions
 from servingd.server import MAX_MESSAGE_BYTES, Server, ServerOptions, build_server
@@ -60,6 +60,14 @@ def _bool(text: str) -> bool:
     if lowered in ("false", "0", "no", "f", "n"):
         return False
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def _log_level(text: str) -> str:
+    """--log_level in any case; anything else is a usage error, worded as argparse's choices."""
+    if text.upper() not in LOG_LEVELS:
+        choices = ", ".join(repr(level) for level in LOG_LEVELS)
+        raise argparse.ArgumentTypeError(f"invalid choice: {text!r} (choose from {choices})")
+    return text.upper()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -112,7 +120,12 @@ def build_parser() -> argparse.ArgumentParser:
     flag("enable_model_warmup", bool, True, "replay assets.extra/tf_serving_warmup_requests")
     flag("num_request_iterations_for_warmup", int, 0, "replays per warmup record")
     flag("monitoring_config_file", str, "", "text-format MonitoringConfig")
-    flag("enable_signature_method_name_check", bool, False, "enforce signature method names")
+    flag(
+        "enable_signature_method_name_check",
+        bool,
+        False,
+        "Predict refuses signatures whose method is not predict, classify or regress",
+    )
     flag("enable_grpc_healthcheck_service", bool, True, "grpc.health.v1 (on by default here)")
     flag("enable_serialization_as_tensor_content", bool, False, "Predict outputs in tensor_content")
     flag("version", bool, False, "print the version and exit")
@@ -120,7 +133,13 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(f"--{name}", nargs="?", const="true", default=None, help=argparse.SUPPRESS)
     # servingd's own flags.
     flag("host", str, "0.0.0.0", "address the gRPC and REST ports bind to")
-    flag("log_level", str, "INFO", "DEBUG, INFO, WARNING or ERROR")
+    p.add_argument(
+        "--log_level",
+        type=_log_level,
+        default="INFO",
+        metavar="{" + ",".join(LOG_LEVELS) + "}",
+        help="log records at this level and above (any case)",
+    )
     p.add_argument(
         "--log_format",
         choices=LOG_FORMATS,
@@ -283,6 +302,7 @@ def options_from_args(args: argparse.Namespace) -> ServerOptions:
         grpc_channel_arguments=parse_channel_arguments(args.grpc_channel_arguments),
         grpc_max_threads=args.grpc_max_threads,
         enable_serialization_as_tensor_content=args.enable_serialization_as_tensor_content,
+        enable_signature_method_name_check=args.enable_signature_method_name_check,
         enable_grpc_healthcheck_service=args.enable_grpc_healthcheck_service,
         model_config_file=args.model_config_file,
         model_config_file_poll_wait_seconds=args.model_config_file_poll_wait_seconds,

@@ -74,6 +74,8 @@ class ServerOptions:
     grpc_channel_arguments: tuple[tuple[str, int | str], ...] = ()
     grpc_max_threads: int = 0
     enable_serialization_as_tensor_content: bool = False
+    # Predict refuses signatures whose method is not predict, classify or regress (TF's flag).
+    enable_signature_method_name_check: bool = False
     enable_grpc_healthcheck_service: bool = True
     model_config_file: str = ""
     model_config_file_poll_wait_seconds: float = 0
@@ -141,6 +143,7 @@ class Server:
             self._batching,
             self._admission,
             RunPlacement(self.options.inline_run_threshold_micros),
+            enable_signature_method_name_check=self.options.enable_signature_method_name_check,
         )
         self._repository = ModelRepository(
             self.core, self.options.model_repository_root, refuse_control=self._no_v2_control()

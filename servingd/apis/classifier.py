@@ -12,9 +12,9 @@ from typing import Any
 
 import numpy as np
 
-from servingd.apis.tensor_codec import data_type, dtype_name
 from servingd.core.status import FailedPrecondition, InvalidArgument
 from servingd.protos.tensorflow_serving.apis import classification_pb2
+from servingd.tensor_codec import data_type, dtype_name
 
 
 def shape_text(array: np.ndarray) -> str:

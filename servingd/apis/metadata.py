@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from servingd.apis.tensor_codec import data_type
 from servingd.core.status import InvalidArgument
 from servingd.protos.tensorflow.core.protobuf import meta_graph_pb2
 from servingd.protos.tensorflow_serving.apis import get_model_metadata_pb2
 from servingd.servables.onnx import Signature, TensorSpec
+from servingd.tensor_codec import data_type
 
 SIGNATURE_DEF_FIELD = "signature_def"
 

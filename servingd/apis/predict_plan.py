@@ -1,21 +1,22 @@
 """PredictPlans: the common gRPC Predict answered without repeating what an earlier one found.
 
-Every Predict of one *form* (the same ModelSpec bytes, input aliases and output filter) asks
-the general path (Predictor.predict) the same questions: which version serves it, which
-signature, what the inputs must look like, what the outputs are called, where the run
-should happen. After the general path answered a form, a plan records those answers, and a
-later request of the form only does what depends on its own tensors: their dtype, shape and
-byte counts are checked against the plan, the run goes inline on the event loop, and the
-answer is written as PredictResponse bytes. On a one-float model this is most of servingd's
-own cost per request (bench/README.md).
+Every Predict of one *form* (the same ModelSpec bytes and output filter) asks the general
+path (Predictor.predict) the same questions: which version serves it, which signature, what
+the inputs must look like, what the outputs are called, where the run should happen. After
+the general path answered a form, a plan records those answers, and a later request of the
+form only does what depends on its own tensors: their dtype, shape and byte counts are
+checked against the plan, the run goes inline on the event loop (or, with --enable_batching,
+through the batching queue as on the general path), and the answer is written as
+PredictResponse bytes. On a one-float model this is most of servingd's own cost per request
+(bench/README.md).
 
 There is no second validator here, and no error message of its own: the plan only skips
 work whose outcome the general path already reached for this form. Whatever the plan does
-not cover goes back to the general path (returns None before anything ran), which then
-answers or fails exactly as before: another version in the serving map, a string or bool
-tensor, a label that moved, batching, request logging, a run not known to be cheap, a
-tensor that fails a check, the in-flight limit. Only the run itself can fail here; its
-error is the one OnnxServable.run raises.
+not cover goes back to the general path (None before anything ran), which then answers or
+fails exactly as before: another version in the serving map, a string or bool tensor, a
+label that moved, request logging, a run not known to be cheap, a tensor that fails a check,
+the in-flight limit, a batched run with metrics on. Only the run can fail here, with
+OnnxServable.run's error, or the batching queue's for a batched run.
 
 Plans hold weak references to the serving-map entry they use, so they never keep an
 unloaded version's session alive; the map object itself is compared by identity (a new map
@@ -35,17 +36,17 @@ import numpy as np
 
 from servingd.apis.admission import AdmissionControl
 from servingd.apis.run_placement import RunPlacement, run_kind
-from servingd.apis.tensor_codec import _varint, numpy_dtype, tensor_proto_bytes, to_ndarray
 from servingd.batching import BatchingSession
 from servingd.core.manager import ServableRequest
 from servingd.core.serving_map import ServingEntry, ServingMap
-from servingd.core.status import Code, Internal, NotFound, ServingError, Unavailable
+from servingd.core.status import Code, Internal, ServingError
 from servingd.monitoring.metrics import QUEUE_WAIT, RequestBuffer, ServingMetrics
 from servingd.monitoring.request_metrics import FOLD_EVERY, RequestCells
 from servingd.protos.tensorflow_serving.apis import model_pb2
 from servingd.servables.onnx import OnnxServable
 from servingd.servables.onnx.onnx_servable import PreparedRun, output_aliases
 from servingd.server_core import ServerCore
+from servingd.tensor_codec import _varint, numpy_dtype, tensor_proto_bytes, to_ndarray
 
 MAX_PLANS = 256  # forms remembered; more forms than this take the general path
 MAX_SHAPES = 64  # shapes remembered per input and per output
@@ -89,8 +90,7 @@ class PredictPlan:
     servable_request: ServableRequest
     inputs: tuple[_Input, ...]
     signature_name: str
-    output_names: list[str]
-    output_key: tuple[str, ...]  # output_names, as RunPlacement's kinds name them
+    output_names: tuple[str, ...]  # what the run fetches, in the order of `outputs`
     output_aliases: tuple[str, ...]
     batched: bool  # runs go through the batching queue (--enable_batching)
     outputs: tuple[_Output, ...]
@@ -123,9 +123,9 @@ class PredictPlans:
         self._plans: dict[Hashable, PredictPlan] = {}  # by _form
         self._basic = core.manager.basic_manager  # whose serving_map is the live snapshot
 
-    def answer(self, request: Any) -> bytes | Awaitable[bytes] | None:
+    def answer(self, request: Any) -> bytes | Awaitable[bytes | None] | None:
         """The serialized PredictResponse, or None: the general path must answer. A run that
-        goes through the batching queue gives an awaitable of the response instead."""
+        goes through the batching queue gives an awaitable of either instead."""
         start = perf_counter_ns()
         form = _form(request)
         plan = self._plans.get(form)
@@ -141,7 +141,7 @@ class PredictPlans:
         batch = first.shape[0] if first is not None and first.ndim else 0  # as PreparedRun's
         if plan.batched:
             return None if batch <= 0 else self._batched(plan, entry, feeds)
-        kind = run_kind(plan.signature_name, plan.output_key, batch)
+        kind = run_kind(plan.signature_name, plan.output_names, batch)
         # RunPlacement's rule, read from its live averages: inline only what is known cheap.
         cost = plan.run_costs.get(kind)
         if cost is None or cost >= self._placement.threshold_seconds:
@@ -186,20 +186,20 @@ class PredictPlans:
 
     async def _batched(
         self, plan: PredictPlan, entry: ServingEntry, feeds: dict[str, np.ndarray]
-    ) -> bytes:
-        """The run through the batching queue (BatchingSession.run, as the general path)."""
+    ) -> bytes | None:
+        """The run through the batching queue (BatchingSession.run, as the general path);
+        None, as from `answer`, when the general path must answer after all."""
         assert self._batching is not None
         name = plan.model_name
-        refusal = self._admission.try_acquire(name)
-        if refusal:
-            raise Unavailable(refusal)
+        if self._admission.try_acquire(name):
+            return None  # refused: the general path raises the error
         try:
             hold = entry.try_hold()
             if hold is None:
-                raise NotFound(f"Servable not found for request: {plan.servable_request}")
+                return None
             try:
                 prepared = PreparedRun(
-                    plan.signature_name, feeds, plan.output_aliases, plan.output_key
+                    plan.signature_name, feeds, plan.output_aliases, plan.output_names
                 )
                 outputs = await self._batching.run(entry.servable, prepared)
             finally:
@@ -330,7 +330,7 @@ class PredictPlans:
                 cells = metrics.request_buffers.setdefault(
                     cells_key, RequestCells(metrics, cells_key)
                 )
-        output_names = [signature.outputs[a].name for a in aliases]
+        output_names = tuple(signature.outputs[a].name for a in aliases)
         batched = self._batching is not None and self._batching.accepts_signature(
             servable, signature_name, aliases
         )
@@ -343,7 +343,6 @@ class PredictPlans:
             inputs=tuple(inputs),
             signature_name=signature_name,
             output_names=output_names,
-            output_key=tuple(output_names),
             output_aliases=aliases,
             batched=batched,
             outputs=tuple(outputs),

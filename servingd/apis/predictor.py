@@ -25,7 +25,6 @@ from servingd.apis.multi_inference import multi_inference_response, output_names
 from servingd.apis.predict_plan import PredictPlans
 from servingd.apis.regressor import regression_result
 from servingd.apis.run_placement import RunPlacement
-from servingd.apis.tensor_codec import fill_tensor_proto
 from servingd.batching import BatchingSession
 from servingd.core.servable_handle import ServableHandle
 from servingd.monitoring.metrics import BATCH_WAIT, QUEUE_WAIT, ServingMetrics
@@ -39,9 +38,11 @@ from servingd.servables.onnx.signature import (
     CLASSIFY_METHOD,
     DEFAULT_SERVING_SIGNATURE,
     REGRESS_METHOD,
+    check_predict_method,
     inference_signature,
 )
 from servingd.server_core import ServerCore
+from servingd.tensor_codec import fill_tensor_proto
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +87,8 @@ class Predictor:
         batching: BatchingSession | None = None,
         admission: AdmissionControl | None = None,
         placement: RunPlacement | None = None,
+        *,
+        enable_signature_method_name_check: bool = False,
     ) -> None:
         self._core = core
         self._executor = executor
@@ -95,6 +98,9 @@ class Predictor:
         self._batching = batching
         # --max_inflight_requests_per_model; None admits everything.
         self._admission = admission or AdmissionControl(limit=0)
+        # TF's flag: Predict refuses a signature whose method it does not run. Classify and
+        # Regress check theirs either way (servables/onnx/signature.py says why).
+        self._check_predict_method = enable_signature_method_name_check
 
     @property
     def core(self) -> ServerCore:
@@ -145,6 +151,8 @@ class Predictor:
     ) -> PredictResult:
         with self._admitted_handle(ref) as handle:
             servable: OnnxServable = handle.servable
+            if self._check_predict_method:  # after the lookup, before the inputs, as TF
+                check_predict_method(servable.signature(ref.signature_name))
             prepared = servable.prepare(ref.signature_name, inputs, output_filter)
             outputs = await self._run(servable, prepared, "Predict")
             result = PredictResult(outputs, handle.id.version, prepared.signature_name)

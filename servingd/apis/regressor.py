@@ -11,9 +11,9 @@ from typing import Any
 import numpy as np
 
 from servingd.apis.classifier import shape_text
-from servingd.apis.tensor_codec import data_type, dtype_name
 from servingd.core.status import InvalidArgument
 from servingd.protos.tensorflow_serving.apis import regression_pb2
+from servingd.tensor_codec import data_type, dtype_name
 
 
 def regression_result(output: np.ndarray, num_examples: int) -> Any:

@@ -11,9 +11,9 @@ import numpy as np
 from google.protobuf import json_format
 
 from servingd.apis.metadata import signature_def_map
-from servingd.apis.tensor_codec import data_type, dtype_name
 from servingd.client import VersionStatus
 from servingd.servables.onnx import Signature, TensorSpec
+from servingd.tensor_codec import data_type, dtype_name
 
 
 def dumps(document: Any, indent: str = "") -> str:

@@ -8,7 +8,6 @@ from typing import Any, TypeVar
 
 import grpc
 
-from servingd.apis.tensor_codec import fill_tensor_proto, to_ndarray
 from servingd.client.client import (
     Classification,
     Client,
@@ -43,6 +42,7 @@ from servingd.protos.tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
     regression_pb2,
 )
+from servingd.tensor_codec import fill_tensor_proto, to_ndarray
 
 # TF Serving accepts messages up to 2 GiB; gRPC clients default to receiving 4 MiB.
 _MAX_MESSAGE_BYTES = 2**31 - 1

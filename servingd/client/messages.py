@@ -8,13 +8,13 @@ from typing import Any
 import numpy as np
 from google.protobuf import text_format
 
-from servingd.apis.tensor_codec import numpy_dtype
 from servingd.client.client import Example, ModelServerConfigLike, VersionStatus
 from servingd.core.status import Code, InvalidArgument
 from servingd.protos.tensorflow.core.example import example_pb2
 from servingd.protos.tensorflow_serving.apis import get_model_status_pb2, input_pb2
 from servingd.protos.tensorflow_serving.config import model_server_config_pb2
 from servingd.servables.onnx import Signature, TensorSpec
+from servingd.tensor_codec import numpy_dtype
 
 _STATE_NAME = get_model_status_pb2.ModelVersionStatus.State.Name
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import enum
 import logging
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -21,7 +20,6 @@ from servingd.core.servable_id import ServableId
 from servingd.core.servable_state import ManagerState, ServableState
 from servingd.core.serving_map import ServingEntry, ServingMap
 from servingd.core.status import (
-    Cancelled,
     FailedPrecondition,
     Internal,
     NotFound,
@@ -301,8 +299,6 @@ class BasicManager:
         sid = harness.id
         with self._lock:
             self._publish(ServableState(sid, ManagerState.LOADING))
-        logger.info("Loading servable version %s", sid)
-        started = time.monotonic()
         try:
             harness.load()
         except ServingError as error:
@@ -316,8 +312,6 @@ class BasicManager:
                 return
             self._update_serving_map()
             self._publish(ServableState(sid, ManagerState.AVAILABLE))
-        elapsed_ms = (time.monotonic() - started) * 1000
-        logger.info("Servable version %s is available (loaded in %.0f ms)", sid, elapsed_ms)
 
     def _execute_unload(self, harness: LoaderHarness) -> None:
         sid = harness.id
@@ -325,7 +319,6 @@ class BasicManager:
             self._publish(ServableState(sid, ManagerState.UNLOADING))
             entry = self._serving_entries.pop(sid, None)
             self._update_serving_map()
-        logger.info("Unloading servable version %s", sid)
         try:
             if entry is not None:
                 entry.close_and_wait()  # requests holding a handle finish first
@@ -337,7 +330,6 @@ class BasicManager:
             raise
         with self._lock:
             self._publish(ServableState(sid, ManagerState.END))
-        logger.info("Unloaded servable version %s", sid)
 
     def close(self) -> None:
         """Finishes queued loads and unloads, then unloads every remaining ready version.
@@ -399,16 +391,11 @@ class BasicManager:
         ]
 
     def _publish(self, state: ServableState) -> None:
+        # No log line here: monitoring/lifecycle_log.py writes the one line per event.
         if self._bus is not None:
             self._bus.publish(state)
 
     def _publish_end(self, servable_id: ServableId, error: ServingError) -> None:
-        if isinstance(error, Cancelled):
-            logger.info("Load of servable version %s cancelled: %s", servable_id, error.message)
-        else:
-            logger.info(
-                "Servable version %s failed: %s: %s", servable_id, error.code.name, error.message
-            )
         self._publish(ServableState(servable_id, ManagerState.END, error))
 
 

@@ -1,6 +1,7 @@
 """`--log_format=text|json`: the process's log lines, for people or for log pipelines.
 
-text: `2024-05-01 12:00:00,123 INFO servingd.lifecycle: available: m version 1 (...)`.
+text: `2024-05-01 12:00:00,123 INFO servingd.lifecycle: Successfully loaded servable version
+{name: m version: 1} in 64 ms` (one line).
 json: one JSON object per line with `time` (UTC, ISO 8601, milliseconds), `level`,
 `logger`, `message`, every `extra` field the call passed (the lifecycle events' `event`,
 `model`, `version`, ...), and `exception` with the traceback when there is one.
@@ -17,6 +18,7 @@ from typing import Any
 import orjson
 
 LOG_FORMATS = ("text", "json")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")  # any case
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 # Attributes every LogRecord has; anything else on a record came from `extra`.
@@ -53,6 +55,8 @@ def configure_logging(level: str = "INFO", log_format: str = "text") -> None:
     """Replaces the root logger's handlers with one on stderr in `log_format`."""
     if log_format not in LOG_FORMATS:
         raise ValueError(f"--log_format must be one of {', '.join(LOG_FORMATS)}; got {log_format}")
+    if level.upper() not in LOG_LEVELS:
+        raise ValueError(f"--log_level must be one of {', '.join(LOG_LEVELS)}; got {level}")
     handler = logging.StreamHandler(sys.stderr)
     formatter = JsonFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT)
     handler.setFormatter(formatter)
@@ -60,4 +64,4 @@ def configure_logging(level: str = "INFO", log_format: str = "text") -> None:
     for old in list(root.handlers):
         root.removeHandler(old)
     root.addHandler(handler)
-    root.setLevel(getattr(logging, level.upper(), logging.INFO))
+    root.setLevel(logging.getLevelName(level.upper()))

@@ -27,12 +27,12 @@ import numpy as np
 
 from servingd.apis.rest.json_document import parse_json_object
 from servingd.apis.rest.json_predict import predict_inputs, signature_name
-from servingd.apis.tensor_codec import fill_tensor_proto
 from servingd.core.status import InvalidArgument, ServingError
 from servingd.protos.tensorflow_serving.apis import prediction_log_pb2
 from servingd.servables.onnx import OnnxLoader, OnnxServable
 from servingd.servables.tfrecord import write_records
 from servingd.servables.warmup import MAX_NUM_RECORDS, WarmupOptions, warmup_requests_path
+from servingd.tensor_codec import fill_tensor_proto
 
 
 @dataclass(frozen=True, slots=True)

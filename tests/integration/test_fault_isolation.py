@@ -157,7 +157,8 @@ def attempts(log: str, model: str, version: int) -> list[tuple[float, str]]:
     """(time, what) of each failed attempt: a retry's number, or "failed" for the last."""
     found = re.findall(
         r"^\d+-\d+-\d+ (\d+):(\d+):(\d+),(\d+) .*"
-        rf"\{{name: {model} version: {version}\}} failed(?:, retry (\d) of {RETRIES} in 0\.1 s|:)",
+        rf"(?:\{{name: {model} version: {version}\}} failed, retry (\d) of {RETRIES} in 0\.1 s"
+        rf"|Encountered an error for servable version \{{name: {model} version: {version}\}}: )",
         log,
         re.MULTILINE,
     )

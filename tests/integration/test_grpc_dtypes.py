@@ -9,9 +9,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from servingd.apis.tensor_codec import to_ndarray
 from servingd.protos.tensorflow.core.framework import tensor_pb2, types_pb2
 from servingd.protos.tensorflow_serving.apis import predict_pb2
+from servingd.tensor_codec import to_ndarray
 from servingd.testing.models import ECHO_DTYPES, echo, write_version
 from tests.integration.server_process import ServerProcess
 

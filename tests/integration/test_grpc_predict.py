@@ -143,4 +143,4 @@ def test_single_model_flags_serve_the_newest_version(
     )
     assert response.model_spec.version.value == 2
     np.testing.assert_array_equal(_output(response), [[5.0]])
-    assert "AVAILABLE" in server.log() or "available" in server.log().lower()
+    assert "Successfully loaded servable version {name: half_plus_two version: 2}" in server.log()

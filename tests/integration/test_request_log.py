@@ -18,7 +18,6 @@ import grpc
 import numpy as np
 import pytest
 
-from servingd.apis.tensor_codec import to_ndarray
 from servingd.protos.tensorflow.core.framework import types_pb2
 from servingd.protos.tensorflow_serving.apis import (
     predict_pb2,
@@ -26,6 +25,7 @@ from servingd.protos.tensorflow_serving.apis import (
     regression_pb2,
 )
 from servingd.servables.tfrecord import read_records
+from servingd.tensor_codec import to_ndarray
 from servingd.testing.models import affine, classify_and_regress, write_version
 from tests.integration.server_process import ServerProcess
 
@@ -185,3 +185,5 @@ def test_json_log_lines_carry_the_lifecycle_fields(server: ServerProcess) -> Non
         d for d in documents if d.get("event") == "available" and d.get("model") == "hpt"
     ]
     assert available["load_ms"] > 0
+    loaded = "Successfully loaded servable version {name: hpt version: 1} in "
+    assert available["message"] == f"{loaded}{available['load_ms']:.0f} ms"

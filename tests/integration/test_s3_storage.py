@@ -20,7 +20,6 @@ import numpy as np
 import pytest
 from moto.server import ThreadedMotoServer
 
-from servingd.apis.tensor_codec import to_ndarray, to_tensor_proto
 from servingd.core.servable_data import ServableData
 from servingd.protos.tensorflow_serving.apis import get_model_status_pb2, predict_pb2
 from servingd.sources.file_system_storage_path_source import (
@@ -30,6 +29,7 @@ from servingd.sources.file_system_storage_path_source import (
     ServableToMonitor,
 )
 from servingd.sources.object_storage import LISTING_FILE, cache_root
+from servingd.tensor_codec import to_ndarray, to_tensor_proto
 from servingd.testing.models import affine
 from tests.integration.conftest import StartServer
 from tests.integration.server_process import ServerProcess

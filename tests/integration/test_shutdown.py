@@ -43,7 +43,7 @@ SHUTDOWN_ORDER = [
     "Closed the gRPC and REST ports",
     "Stopping the model sources and unloading every servable version",
     "Unloading servable version {{name: slow version: 1}}",
-    "Unloaded servable version {{name: slow version: 1}}",
+    "Done unloading servable version {{name: slow version: 1}}",
     "Server stopped",
 ]
 
@@ -177,7 +177,7 @@ def test_grace_period_bounds_the_drain(start_server: StartServer, models: Path) 
         assert info.value.code() in (grpc.StatusCode.CANCELLED, grpc.StatusCode.UNAVAILABLE)
     log = server.log()
     over = log.find(f"Grace period of 1.0 s over: cancelling {IN_FLIGHT} request(s) still running")
-    assert -1 < over < log.find("Unloaded servable version {name: slow version: 1}"), log
+    assert -1 < over < log.find("Done unloading servable version {name: slow version: 1}"), log
     assert "Server stopped" in log
 
 

@@ -12,7 +12,6 @@ from typing import Any
 import numpy as np
 import pytest
 
-from servingd.apis.tensor_codec import to_tensor_proto
 from servingd.protos.tensorflow_serving.apis import (
     get_model_status_pb2,
     predict_pb2,
@@ -20,6 +19,7 @@ from servingd.protos.tensorflow_serving.apis import (
 )
 from servingd.servables.tfrecord import encode_record, write_records
 from servingd.servables.warmup import warmup_requests_path
+from servingd.tensor_codec import to_tensor_proto
 from servingd.testing.models import affine, write_version
 from tests.integration.server_process import ServerProcess
 
@@ -103,7 +103,7 @@ def test_warmup_runs_inside_the_load_before_available(server: ServerProcess, bas
         f"Finished reading warmup data for model at {warmup_requests_path(base / '1')}. "
         "Number of warmup records read: 3."
     )
-    available = "Servable version {name: half version: 1} is available"
+    available = "Successfully loaded servable version {name: half version: 1} in "
     assert finished in log, log
     assert available in log, log
     assert log.index(finished) < log.index(available)

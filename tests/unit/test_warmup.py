@@ -12,7 +12,6 @@ from typing import Any
 import numpy as np
 import pytest
 
-from servingd.apis.tensor_codec import to_tensor_proto
 from servingd.core.status import Code, FailedPrecondition, ServingError
 from servingd.protos.tensorflow_serving.apis import prediction_log_pb2
 from servingd.servables.onnx import OnnxLoader, OnnxServable
@@ -22,6 +21,7 @@ from servingd.servables.warmup import (
     run_saved_model_warmup,
     warmup_requests_path,
 )
+from servingd.tensor_codec import to_tensor_proto
 from servingd.testing.models import affine, write_version
 from servingd.tools import make_warmup
 

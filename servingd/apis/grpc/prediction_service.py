@@ -12,7 +12,6 @@ from servingd.apis.grpc.model_spec import fill_model_spec, model_ref
 from servingd.apis.grpc.request_parsing import takes_bytes, unparseable
 from servingd.apis.metadata import SIGNATURE_DEF_FIELD, check_metadata_fields, signature_def_map
 from servingd.apis.predictor import Predictor
-from servingd.apis.tensor_codec import fill_tensor_proto, to_ndarray
 from servingd.monitoring.metrics import ServingMetrics
 from servingd.monitoring.request_metrics import metered
 from servingd.protos.tensorflow_serving.apis import (
@@ -22,6 +21,7 @@ from servingd.protos.tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
     regression_pb2,
 )
+from servingd.tensor_codec import fill_tensor_proto, to_ndarray
 
 _PARSE = predict_pb2.PredictRequest.FromString
 _UNPARSEABLE = unparseable(_PARSE)

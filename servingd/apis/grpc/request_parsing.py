@@ -7,16 +7,17 @@ at fault. So every unary handler servingd registers gets the raw bytes and parse
 itself, and a message that does not parse gets INVALID_ARGUMENT naming the expected type.
 
 `StrictParsing` stands in for the server in the generated `add_*Servicer_to_server`
-functions and registers the wrapped handlers with the real one: the wrapping happens once,
-at start-up (an interceptor would run on every call). A servicer method may also return the
-serialized response itself (bytes), as the Predict fast path does.
+functions: the handlers they give by name are wrapped once, at start-up (an interceptor would
+run on every call), and answered from one dict by StrictParsing itself, the server's first
+generic handler. A servicer method may also take the request's bytes and return the
+response's (`takes_bytes`), as Predict does.
 
-It registers every method as a *generic* handler only, never through
-`add_registered_method_handlers`: grpc.aio (grpcio 1.85) pays for each registered method on
-every call, of any method, ~27k instructions per registered method per call (measured with
-`perf stat` on a bare grpc.aio server: 397k instructions per call with one method, 1.22M with
-150 registered, 395k with the same 150 as generic handlers). servingd's ~25 methods would
-more than double what grpc.aio costs per Predict.
+Methods are never registered with the server by name (`add_registered_method_handlers`):
+grpc.aio (grpcio 1.85) pays for each registered method on every call, of any method, ~27k
+instructions per registered method per call (measured with `perf stat` on a bare grpc.aio
+server: 397k instructions per call with one method, 1.22M with 150 registered, 395k with the
+same 150 as generic handlers). servingd's ~25 methods would more than double what grpc.aio
+costs per Predict.
 """
 
 from __future__ import annotations
@@ -84,20 +85,27 @@ def _wrapped(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
     return handler
 
 
-class StrictParsing:
-    """The `server` argument of a generated `add_*Servicer_to_server(servicer, server)`."""
+class StrictParsing(grpc.GenericRpcHandler):  # type: ignore[misc]
+    """The `server` argument of a generated `add_*Servicer_to_server(servicer, server)`; on
+    the real server it is the first generic handler, so it answers for every method it was
+    given by name. A service that only adds generic handlers still works, unwrapped."""
 
     def __init__(self, server: grpc.aio.Server) -> None:
         self._server = server
+        self._methods: dict[str, grpc.RpcMethodHandler] = {}  # by "/package.Service/Method"
+        server.add_generic_rpc_handlers((self,))
+
+    def service(
+        self, handler_call_details: grpc.HandlerCallDetails
+    ) -> grpc.RpcMethodHandler | None:
+        return self._methods.get(handler_call_details.method)
 
     def add_generic_rpc_handlers(self, handlers: Sequence[grpc.GenericRpcHandler]) -> None:
-        # The generated code registers the same methods by name next; they are wrapped there.
-        del handlers
+        # Consulted after this one: they answer only for methods it was not given by name.
+        self._server.add_generic_rpc_handlers(handlers)
 
     def add_registered_method_handlers(
         self, service: str, handlers: Mapping[str, grpc.RpcMethodHandler]
     ) -> None:
-        wrapped = {name: _wrapped(handler) for name, handler in handlers.items()}
-        self._server.add_generic_rpc_handlers(
-            (grpc.method_handlers_generic_handler(service, wrapped),)
-        )
+        for name, handler in handlers.items():
+            self._methods[f"/{service}/{name}"] = _wrapped(handler)

@@ -11,7 +11,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from servingd.apis.tensor_codec import to_ndarray
 from servingd.core.status import InvalidArgument, Unimplemented
 from servingd.servables.onnx.example_inputs import example_inputs
 from servingd.servables.onnx.onnx_servable import OnnxServable
@@ -22,6 +21,7 @@ from servingd.servables.onnx.signature import (
     inference_signature,
 )
 from servingd.servables.warmup import WarmupOptions, run_saved_model_warmup
+from servingd.tensor_codec import to_ndarray
 
 
 def warm_up(servable: OnnxServable, version_dir: str | Path, options: WarmupOptions) -> int:

@@ -21,6 +21,11 @@ is always a predict signature, so for Classify/Regress an empty name or `serving
 names the model's `classify` / `regress` signature instead (as TF's estimators export their
 default signature as a classification or regression one). Responses name the key that ran
 (`classify`), where TF echoes the requested name defaulted to `serving_default`.
+
+The method is checked whether or not --enable_signature_method_name_check is set, as TF did
+before the flag. TF now checks it only with the flag, and without it checks the signature's
+inputs and outputs instead (classifier.cc, regressor.cc): on the signatures derived here that
+refuses these requests too, as INVALID_ARGUMENT, with other texts.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from servingd.core.status import InvalidArgument
+from servingd.core.status import Internal, InvalidArgument
 
 DEFAULT_SERVING_SIGNATURE = "serving_default"
 PREDICT_METHOD = "tensorflow/serving/predict"
@@ -174,6 +179,21 @@ def inference_signature_key(signatures: Mapping[str, Signature], name: str, meth
         if default is None or default.method_name != method:
             return fallback
     return key
+
+
+# TF's Predict runs classify and regress signatures too: the method-name check refuses only
+# a method outside these (predict_util.cc).
+_PREDICT_METHODS = (PREDICT_METHOD, CLASSIFY_METHOD, REGRESS_METHOD)
+
+
+def check_predict_method(signature: Signature) -> None:
+    """Predict under --enable_signature_method_name_check: INTERNAL, as TF, since the fault
+    is the model's, not the request's. derive_signatures writes only the three methods."""
+    if signature.method_name not in _PREDICT_METHODS:
+        raise Internal(
+            "Expected prediction signature method_name to be one of "
+            f"{{{', '.join(_PREDICT_METHODS)}}}. Was: {signature.method_name}"
+        )
 
 
 def check_inference_method(signature: Signature, method: str) -> None:

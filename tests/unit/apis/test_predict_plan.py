@@ -27,7 +27,7 @@ from servingd.protos.tensorflow_serving.apis import predict_pb2
 from servingd.server_core import ServerCore
 from servingd.testing.models import reshape_to, two_in_two_out, write_version
 
-from ..server_core.helpers import Cores, entry, make_config, wait_for, write_affine
+from ..server_core.helpers import Cores, entry, labels, make_config, wait_for, write_affine
 
 # Every run counts as cheap, so the second request of a form is always planned (the
 # threshold's own behaviour is RunPlacement's tests' business).
@@ -296,3 +296,22 @@ def test_a_batched_form_is_planned_through_the_batching_queue(affine_core: Serve
     assert answer == call(service_for(affine_core), predict_request([[6.0], [0.0]]))
     assert context.code == grpc.StatusCode.INVALID_ARGUMENT
     assert predictor._admission.in_flight() == 0
+
+
+def test_a_label_that_moves_is_followed_at_once(cores: Cores, tmp_path: Path) -> None:
+    base = tmp_path / "m"
+    write_affine(base, 1, 1.0)
+    write_affine(base, 2, 2.0)
+    both = "model_version_policy { all {} } "
+    core = cores.create(make_config(entry("m", base, both + labels(stable=1))))
+    wait_for(core, "m", 2, ManagerState.AVAILABLE)
+    service = service_for(core)
+    by_label = predict_request([[5.0]], version_label="stable")
+    call(service, by_label)
+    assert y_of(planned(service, by_label)) == (1, [5.0])
+
+    core.reload_config(make_config(entry("m", base, both + labels(stable=2))))
+
+    assert planned(service, by_label) is None  # the serving map did not change; the label did
+    assert y_of(call(service, by_label)) == (2, [10.0])
+    assert y_of(planned(service, by_label)) == (2, [10.0])

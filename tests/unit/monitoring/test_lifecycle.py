@@ -66,13 +66,48 @@ def test_lifecycle_lines_carry_their_fields(caplog: pytest.LogCaptureFixture) ->
         ("cancelled", "a", 2, "END"),
     ]
     available = records[2]
-    assert available.load_ms >= 0  # type: ignore[attr-defined]
-    assert available.getMessage().startswith("available: a version 1 (loaded in ")
-    failed = records[7]
-    assert failed.levelno == logging.WARNING
+    load_ms = available.load_ms  # type: ignore[attr-defined]
+    assert load_ms >= 0
+    # TF Serving's wording, so that what its users grep for matches.
+    assert [r.getMessage() for r in records] == [
+        "Starting to manage servable version {name: a version: 1}",
+        "Loading servable version {name: a version: 1}",
+        f"Successfully loaded servable version {{name: a version: 1}} in {load_ms:.0f} ms",
+        "Unloading servable version {name: a version: 1}",
+        "Done unloading servable version {name: a version: 1}",
+        "Starting to manage servable version {name: b version: 7}",
+        "Loading servable version {name: b version: 7}",
+        "Encountered an error for servable version {name: b version: 7}: NOT_FOUND: No model.onnx",
+        "Encountered an error for servable version {name: a version: 2}: CANCELLED: "
+        "Loading cancelled",
+    ]
+    assert [r.levelname for r in records] == ["INFO"] * 7 + ["WARNING", "INFO"]
+    failed, cancelled = records[7], records[8]
     assert (failed.error_code, failed.error) == ("NOT_FOUND", "No model.onnx")  # type: ignore[attr-defined]
-    assert failed.getMessage() == "failed: b version 7: NOT_FOUND: No model.onnx"
-    assert records[8].levelno == logging.INFO
+    assert (cancelled.error_code, cancelled.error) == ("CANCELLED", "Loading cancelled")  # type: ignore[attr-defined]
+    assert not any(hasattr(r, "load_ms") for r in records[:2] + records[3:])
+    assert not any(hasattr(r, "error") for r in records[:7])
+
+
+def test_a_version_dropped_before_loading_is_not_called_unloaded(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    bus: EventBus[ServableState] = EventBus()
+    log = LifecycleLog(bus)
+    with caplog.at_level(logging.INFO, logger="servingd.lifecycle"):
+        publish(bus, A1, ManagerState.START, ManagerState.END)
+        # Managed again after its END: a new life, logged from the start.
+        publish(bus, A1, ManagerState.START, ManagerState.LOADING, ManagerState.AVAILABLE)
+        publish(bus, A1, ManagerState.UNLOADING, ManagerState.END)
+        log.close()
+        publish(bus, A2, ManagerState.START)
+
+    records = [r for r in caplog.records if r.name == "servingd.lifecycle"]
+    assert [(r.event, r.getMessage()) for r in records if r.state == "END"] == [  # type: ignore[attr-defined]
+        ("unloaded", "Stopped managing servable version {name: a version: 1} before loading it"),
+        ("unloaded", "Done unloading servable version {name: a version: 1}"),
+    ]
+    assert len(records) == 7  # nothing after close()
 
 
 def test_metered_loader_counts_each_attempt_by_path() -> None:

@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 
 from servingd.apis.predictor import ModelRef, Predictor
-from servingd.apis.tensor_codec import to_ndarray
 from servingd.batching import BatchingOptions, BatchingSession
 from servingd.core.status import Code, ServingError
 from servingd.monitoring.metrics import ServingMetrics
@@ -23,6 +22,7 @@ from servingd.protos.tensorflow_serving.apis import input_pb2, prediction_log_pb
 from servingd.servables.tfrecord import read_records, write_records
 from servingd.servables.warmup import warmup_requests_path
 from servingd.server_core import ServerCore
+from servingd.tensor_codec import to_ndarray
 from servingd.testing.models import affine, classify_and_regress, write_version
 from tests.unit.server_core.helpers import WAIT_SECONDS, entry, make_config, options
 

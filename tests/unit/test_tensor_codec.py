@@ -8,7 +8,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from servingd.apis.tensor_codec import (
+from servingd.core.status import Code, ServingError
+from servingd.protos.tensorflow.core.framework import tensor_pb2, types_pb2
+from servingd.tensor_codec import (
     MAX_FILL_BYTES,
     data_type,
     dtype_name,
@@ -16,8 +18,6 @@ from servingd.apis.tensor_codec import (
     to_ndarray,
     to_tensor_proto,
 )
-from servingd.core.status import Code, ServingError
-from servingd.protos.tensorflow.core.framework import tensor_pb2, types_pb2
 
 TensorProto = tensor_pb2.TensorProto
 
