@@ -199,7 +199,7 @@ def fill_tensor_proto(proto: Any, array: np.ndarray, as_tensor_content: bool = F
         if flat.dtype.kind == "c":
             flat = flat.astype(flat.dtype.newbyteorder("<"), copy=False).view(wire_dtype)
         payload = flat.astype(wire_dtype, copy=False).tobytes()
-        tail = key + _varint(len(payload)) + payload if payload else b""
+        tail = key + varint(len(payload)) + payload if payload else b""
         proto.MergeFromString(_tensor_header(dtype, array.shape) + tail)
         return
     proto.dtype = dtype
@@ -227,7 +227,7 @@ def fill_tensor_proto(proto: Any, array: np.ndarray, as_tensor_content: bool = F
         getattr(proto, field).extend(flat.astype(wire_dtype, copy=False).tolist())
         return
     payload = flat.astype(wire_dtype.newbyteorder("<"), copy=False).tobytes()
-    proto.MergeFromString(_PACKED_KEY[field] + _varint(len(payload)) + payload)
+    proto.MergeFromString(_PACKED_KEY[field] + varint(len(payload)) + payload)
 
 
 def tensor_proto_bytes(array: np.ndarray, as_tensor_content: bool = False) -> bytes:
@@ -246,10 +246,10 @@ def tensor_proto_bytes(array: np.ndarray, as_tensor_content: bool = False) -> by
         key, wire_dtype = packed
         payload = np.ascontiguousarray(array).ravel().astype(wire_dtype, copy=False).tobytes()
     header = _tensor_header(dtype, array.shape)
-    return header + key + _varint(len(payload)) + payload if payload else header
+    return header + key + varint(len(payload)) + payload if payload else header
 
 
-def _varint(value: int) -> bytes:
+def varint(value: int) -> bytes:
     out = bytearray()
     while value > 0x7F:
         out.append((value & 0x7F) | 0x80)
@@ -260,7 +260,7 @@ def _varint(value: int) -> bytes:
 
 # The wire key of each typed field written as one packed (length-delimited) field.
 _PACKED_KEY = {
-    field.name: _varint((field.number << 3) | _LENGTH_DELIMITED)
+    field.name: varint((field.number << 3) | _LENGTH_DELIMITED)
     for field in TensorProto.DESCRIPTOR.fields
     if field.name.endswith("_val")
 }
@@ -272,7 +272,7 @@ _PACKED_FLOATS = {
     for dt, (_np_dtype, field, wire_dtype) in _DECODE.items()
     if wire_dtype.kind == "f"
 }
-_TENSOR_CONTENT_KEY = _varint(
+_TENSOR_CONTENT_KEY = varint(
     (TensorProto.DESCRIPTOR.fields_by_name["tensor_content"].number << 3) | _LENGTH_DELIMITED
 )
 _HEADERS: dict[tuple[int, tuple[int, ...]], bytes] = {}

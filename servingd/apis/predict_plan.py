@@ -46,7 +46,7 @@ from servingd.protos.tensorflow_serving.apis import model_pb2
 from servingd.servables.onnx import OnnxServable
 from servingd.servables.onnx.onnx_servable import PreparedRun, output_aliases
 from servingd.server_core import ServerCore
-from servingd.tensor_codec import _varint, numpy_dtype, tensor_proto_bytes, to_ndarray
+from servingd.tensor_codec import numpy_dtype, tensor_proto_bytes, to_ndarray, varint
 
 MAX_PLANS = 256  # forms remembered; more forms than this take the general path
 MAX_SHAPES = 64  # shapes remembered per input and per output
@@ -223,8 +223,8 @@ class PredictPlans:
         """One output's map entry in full; remembers its head when the values end it."""
         tensor = tensor_proto_bytes(value, self._as_tensor_content)
         key = output.alias.encode()
-        entry = _ENTRY_KEY + _varint(len(key)) + key + _ENTRY_VALUE + _varint(len(tensor)) + tensor
-        encoded = _OUTPUTS_KEY + _varint(len(entry)) + entry
+        entry = _ENTRY_KEY + varint(len(key)) + key + _ENTRY_VALUE + varint(len(tensor)) + tensor
+        encoded = _OUTPUTS_KEY + varint(len(entry)) + entry
         raw = output.raw_dtype
         if raw is not None and raw == value.dtype and value.size and len(output.heads) < MAX_SHAPES:
             values = value.tobytes()
@@ -346,7 +346,7 @@ class PredictPlans:
             output_aliases=aliases,
             batched=batched,
             outputs=tuple(outputs),
-            model_spec_field=_MODEL_SPEC_KEY + _varint(len(served_bytes)) + served_bytes,
+            model_spec_field=_MODEL_SPEC_KEY + varint(len(served_bytes)) + served_bytes,
             entry=weakref.ref(entry),
             serving_map=weakref.ref(serving_map),
             cells=cells,
