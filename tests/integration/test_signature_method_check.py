@@ -37,6 +37,7 @@ from servingd.protos.tensorflow_serving.apis import (
 from servingd.protos.tensorflow_serving.config import model_server_config_pb2
 from servingd.server import ServerOptions, build_server
 from servingd.testing.models import affine, classify_and_regress, write_version
+from servingd.testing.requests import classify_and_regress_predict
 from tests.integration.server_process import ServerProcess, free_port
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
@@ -91,31 +92,6 @@ def rest(port: int, path: str, body: Any) -> tuple[int, Any]:
         connection.close()
 
 
-def tensor(values: list[Any], dtype: Any, shape: list[int]) -> Any:
-    result = predict_pb2.PredictRequest().inputs["t"]
-    result.dtype = dtype
-    for size in shape:
-        result.tensor_shape.dim.add().size = size
-    if dtype == types_pb2.DT_STRING:
-        result.string_val.extend(values)
-    elif dtype == types_pb2.DT_INT64:
-        result.int64_val.extend(values)
-    else:
-        result.float_val.extend(values)
-    return result
-
-
-def cr_predict(signature_name: str) -> Any:
-    """Two rows: x = [1, 2.5] and [0.5, -0.5], k = 1 and 3, lang "en" and "de"."""
-    request = predict_pb2.PredictRequest()
-    request.model_spec.name = "cr"
-    request.model_spec.signature_name = signature_name
-    request.inputs["x"].CopyFrom(tensor([1.0, 2.5, 0.5, -0.5], types_pb2.DT_FLOAT, [2, 2]))
-    request.inputs["k"].CopyFrom(tensor([1, 3], types_pb2.DT_INT64, [2, 1]))
-    request.inputs["lang"].CopyFrom(tensor([b"en", b"de"], types_pb2.DT_STRING, [2]))
-    return request
-
-
 CR_INSTANCES = [
     {"x": [1.0, 2.5], "k": [1], "lang": "en"},
     {"x": [0.5, -0.5], "k": [3], "lang": "de"},
@@ -136,8 +112,8 @@ def examples_input(input_proto: Any) -> None:
 def test_predict_runs_classify_and_regress_signatures_over_grpc(server: ServerProcess) -> None:
     stub = server.prediction_stub()
 
-    classify = stub.Predict(cr_predict("classify"), timeout=10)
-    regress = stub.Predict(cr_predict("regress"), timeout=10)
+    classify = stub.Predict(classify_and_regress_predict("classify"), timeout=10)
+    regress = stub.Predict(classify_and_regress_predict("regress"), timeout=10)
 
     assert (classify.model_spec.name, classify.model_spec.signature_name) == ("cr", "classify")
     assert sorted(classify.outputs) == ["classes", "scores"]
@@ -146,7 +122,7 @@ def test_predict_runs_classify_and_regress_signatures_over_grpc(server: ServerPr
     assert regress.model_spec.signature_name == "regress"
     assert list(regress.outputs) == ["outputs"]
     assert list(regress.outputs["outputs"].float_val) == [3.5, 0.0]  # (x0 + x1) * k
-    assert stub.Predict(cr_predict("regress"), timeout=10) == regress
+    assert stub.Predict(classify_and_regress_predict("regress"), timeout=10) == regress
 
 
 def test_predict_runs_classify_and_regress_signatures_over_rest(server: ServerProcess) -> None:

@@ -28,6 +28,7 @@ from servingd.server_core import ServerCore
 from servingd.testing.models import reshape_to, two_in_two_out, write_version
 
 from ..server_core.helpers import Cores, entry, labels, make_config, wait_for, write_affine
+from .servicer_context import Aborted, Context
 
 # Every run counts as cheap, so the second request of a form is always planned (the
 # threshold's own behaviour is RunPlacement's tests' business).
@@ -39,22 +40,6 @@ def cores() -> Iterator[Cores]:
     made = Cores()
     yield made
     made.stop_all()
-
-
-class Aborted(Exception):
-    pass
-
-
-class Context:
-    """The part of grpc.aio.ServicerContext a unary handler uses: abort."""
-
-    def __init__(self) -> None:
-        self.code: grpc.StatusCode | None = None
-        self.details = ""
-
-    async def abort(self, code: grpc.StatusCode, details: str) -> None:
-        self.code, self.details = code, details
-        raise Aborted(details)
 
 
 def predict_request(x: list[list[float]], *, typed: bool = False, **spec: Any) -> Any:

@@ -38,8 +38,10 @@ from servingd.servables.onnx.signature import (
 )
 from servingd.server_core import ServerCore
 from servingd.testing.models import classify_and_regress, write_version
+from servingd.testing.requests import classify_and_regress_predict
 
 from ..server_core.helpers import Cores, entry, make_config, write_affine
+from .servicer_context import Aborted, Context
 
 FOREIGN_METHOD = "example/custom/method"
 REFUSED = (
@@ -75,22 +77,6 @@ def test_predict_refuses_any_other_method_as_internal(method: str) -> None:
 
 
 # ----- through Predictor and the gRPC servicer (general path, then fast path) ---------------
-
-
-class Aborted(Exception):
-    pass
-
-
-class Context:
-    """The part of grpc.aio.ServicerContext a unary handler uses: abort."""
-
-    def __init__(self) -> None:
-        self.code: grpc.StatusCode | None = None
-        self.details = ""
-
-    async def abort(self, code: grpc.StatusCode, details: str) -> None:
-        self.code, self.details = code, details
-        raise Aborted(details)
 
 
 def predict_request(rows: list[float], signature_name: str = "", **inputs: Any) -> Any:
@@ -205,31 +191,6 @@ def test_without_the_flag_predict_runs_the_signature_and_plans_it(
 # ----- a model with classify and regress signatures -----------------------------------------
 
 
-def typed(values: list[Any], dtype: Any, shape: list[int]) -> Any:
-    tensor = predict_pb2.PredictRequest().inputs["t"]
-    tensor.dtype = dtype
-    for size in shape:
-        tensor.tensor_shape.dim.add().size = size
-    if dtype == types_pb2.DT_STRING:
-        tensor.string_val.extend(values)
-    elif dtype == types_pb2.DT_INT64:
-        tensor.int64_val.extend(values)
-    else:
-        tensor.float_val.extend(values)
-    return tensor
-
-
-def cr_request(signature_name: str) -> Any:
-    """Two examples: x = [1, 2.5] and [0.5, -0.5], k = 1 and 3, lang "en" and "de"."""
-    request = predict_pb2.PredictRequest()
-    request.model_spec.name = "cr"
-    request.model_spec.signature_name = signature_name
-    request.inputs["x"].CopyFrom(typed([1.0, 2.5, 0.5, -0.5], types_pb2.DT_FLOAT, [2, 2]))
-    request.inputs["k"].CopyFrom(typed([1, 3], types_pb2.DT_INT64, [2, 1]))
-    request.inputs["lang"].CopyFrom(typed([b"en", b"de"], types_pb2.DT_STRING, [2]))
-    return request
-
-
 def examples() -> Any:
     message = input_pb2.Input()
     for x, k in (([1.0, 2.5], 1), ([0.5, -0.5], 3)):
@@ -250,9 +211,9 @@ def cr_core(cores: Cores, tmp_path: Path) -> ServerCore:
 def test_with_the_flag_predict_runs_classify_and_regress_signatures(cr_core: ServerCore) -> None:
     service = service_for(cr_core, check=True)
 
-    classify_code, classify = grpc_predict(service, cr_request("classify"))
-    regress_code, regress = grpc_predict(service, cr_request("regress"))
-    again_code, again = grpc_predict(service, cr_request("regress"))
+    classify_code, classify = grpc_predict(service, classify_and_regress_predict("classify"))
+    regress_code, regress = grpc_predict(service, classify_and_regress_predict("regress"))
+    again_code, again = grpc_predict(service, classify_and_regress_predict("regress"))
 
     assert (classify_code, regress_code, again_code) == (grpc.StatusCode.OK,) * 3
     assert classify.model_spec.signature_name == "classify"
