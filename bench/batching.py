@@ -82,9 +82,12 @@ def start_server(base: Path, extra: list[str], log: Path) -> tuple[subprocess.Po
     return process, port
 
 
-def wait_available(process: subprocess.Popen[bytes], port: int, log: Path) -> None:
+def wait_available(
+    process: subprocess.Popen[bytes], port: int, log: Path, model: str = MODEL
+) -> None:
+    """Until `model` has a version AVAILABLE (bounded; exits if the server does)."""
     request = get_model_status_pb2.GetModelStatusRequest()
-    request.model_spec.name = MODEL
+    request.model_spec.name = model
     deadline = time.monotonic() + START_TIMEOUT_SECONDS
     with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
         stub = model_service_pb2_grpc.ModelServiceStub(channel)  # type: ignore[no-untyped-call]
@@ -98,7 +101,7 @@ def wait_available(process: subprocess.Popen[bytes], port: int, log: Path) -> No
             except grpc.RpcError:
                 pass
             time.sleep(0.1)
-    raise SystemExit(f"{MODEL} not available after {START_TIMEOUT_SECONDS} s")
+    raise SystemExit(f"{model} not available after {START_TIMEOUT_SECONDS} s")
 
 
 def predict_request(rng: np.random.Generator) -> predict_pb2.PredictRequest:

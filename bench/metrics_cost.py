@@ -40,7 +40,7 @@ from pathlib import Path
 
 import grpc
 
-from bench.batching import free_port
+from bench.batching import free_port, wait_available
 from servingd.apis.grpc.prediction_service import PredictionService
 from servingd.apis.predictor import Predictor
 from servingd.apis.rest.rest_api_handler import RestApiHandler
@@ -48,8 +48,6 @@ from servingd.config import single_model_config
 from servingd.monitoring.metrics import ServingMetrics
 from servingd.protos.tensorflow.core.framework import types_pb2
 from servingd.protos.tensorflow_serving.apis import (
-    get_model_status_pb2,
-    model_service_pb2_grpc,
     predict_pb2,
     prediction_service_pb2_grpc,
 )
@@ -63,7 +61,6 @@ MODELS = {
     "tiny": ("y = 0.5x + 2 on 1 float", lambda: affine(0.5, 2.0), 1),
     "mlp": ("MLP 256-1024-1024-10, 1 row", lambda: mlp(), 256),
 }
-START_TIMEOUT_SECONDS = 60.0
 METRICS_PATH = "/monitoring/prometheus/metrics"
 
 
@@ -145,25 +142,6 @@ def start_server(
     return process, port, rest_port
 
 
-def wait_available(process: subprocess.Popen[bytes], port: int, log: Path) -> None:
-    request = get_model_status_pb2.GetModelStatusRequest()
-    request.model_spec.name = MODEL
-    deadline = time.monotonic() + START_TIMEOUT_SECONDS
-    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-        stub = model_service_pb2_grpc.ModelServiceStub(channel)
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                raise SystemExit(f"servingd exited:\n{log.read_text(errors='replace')}")
-            try:
-                response = stub.GetModelStatus(request, timeout=2)
-                if any(s.state == s.AVAILABLE for s in response.model_version_status):
-                    return
-            except grpc.RpcError:
-                pass
-            time.sleep(0.1)
-    raise SystemExit(f"{MODEL} not available after {START_TIMEOUT_SECONDS} s")
-
-
 def predict_request(width: int = 1) -> predict_pb2.PredictRequest:
     request = predict_pb2.PredictRequest()
     request.model_spec.name = MODEL
@@ -216,7 +194,7 @@ async def drive(pid: int, port: int, rest_port: int, args: argparse.Namespace, o
 def run_once(base: Path, extra: list[str], args: argparse.Namespace, log: Path, on: bool) -> Run:
     process, port, rest_port = start_server(base, extra, log)
     try:
-        wait_available(process, port, log)
+        wait_available(process, port, log, MODEL)
         return asyncio.run(drive(process.pid, port, rest_port, args, on))
     finally:
         process.terminate()

@@ -188,20 +188,13 @@ def to_tensor_proto(array: np.ndarray, as_tensor_content: bool = False) -> Any:
 
 def fill_tensor_proto(proto: Any, array: np.ndarray, as_tensor_content: bool = False) -> None:
     """Encodes into an existing (e.g. map-entry) TensorProto, avoiding a copy of the message."""
-    dtype = data_type(array.dtype)
-    packed = _PACKED_FLOATS.get(dtype)
-    if packed is not None and not as_tensor_content:
-        # The common answer (float outputs, typed fields) in one merge: dtype and shape from a
-        # cache, the values as one packed field. Field by field costs ~4x as much for small
+    direct = _direct_bytes(array, as_tensor_content)
+    if direct is not None:
+        # The common answers in one merge. Field by field costs ~4x as much for small
         # tensors (bench/README.md, "encode").
-        key, wire_dtype = packed
-        flat = np.ascontiguousarray(array).ravel()
-        if flat.dtype.kind == "c":
-            flat = flat.astype(flat.dtype.newbyteorder("<"), copy=False).view(wire_dtype)
-        payload = flat.astype(wire_dtype, copy=False).tobytes()
-        tail = key + varint(len(payload)) + payload if payload else b""
-        proto.MergeFromString(_tensor_header(dtype, array.shape) + tail)
+        proto.MergeFromString(direct)
         return
+    dtype = data_type(array.dtype)
     proto.dtype = dtype
     dims = proto.tensor_shape.dim
     for size in array.shape:
@@ -231,20 +224,35 @@ def fill_tensor_proto(proto: Any, array: np.ndarray, as_tensor_content: bool = F
 
 
 def tensor_proto_bytes(array: np.ndarray, as_tensor_content: bool = False) -> bytes:
-    """`to_tensor_proto(array, as_tensor_content).SerializeToString()`, written directly for
-    the common answers (float types, or any numeric type as tensor_content): dtype and
-    shape from the header cache, then the values as one length-delimited field."""
+    """`to_tensor_proto(array, as_tensor_content).SerializeToString()`, without building the
+    message for the common answers."""
+    direct = _direct_bytes(array, as_tensor_content)
+    if direct is not None:
+        return direct
+    return bytes(to_tensor_proto(array, as_tensor_content).SerializeToString())
+
+
+def _direct_bytes(array: np.ndarray, as_tensor_content: bool) -> bytes | None:
+    """The serialized TensorProto of the common answers (float types in their typed field,
+    any numeric type as tensor_content): dtype and shape from the header cache, then the
+    values as one length-delimited field. None for the rest (strings, varint fields,
+    big-endian tensor_content), which are written field by field."""
     dtype = _ENCODE.get(array.dtype)
+    if dtype is None:
+        return None
     if as_tensor_content:
-        if dtype is None or array.dtype.byteorder == ">":
-            return bytes(to_tensor_proto(array, True).SerializeToString())
+        if array.dtype.byteorder == ">":
+            return None
         key, payload = _TENSOR_CONTENT_KEY, np.ascontiguousarray(array).tobytes()
     else:
-        packed = None if dtype is None else _PACKED_FLOATS.get(dtype)
-        if dtype is None or packed is None or array.dtype.kind == "c":
-            return bytes(to_tensor_proto(array).SerializeToString())
+        packed = _PACKED_FLOATS.get(dtype)
+        if packed is None:
+            return None
         key, wire_dtype = packed
-        payload = np.ascontiguousarray(array).ravel().astype(wire_dtype, copy=False).tobytes()
+        flat = np.ascontiguousarray(array).ravel()
+        if flat.dtype.kind == "c":  # (real, imaginary) pairs of the component type
+            flat = flat.astype(flat.dtype.newbyteorder("<"), copy=False).view(wire_dtype)
+        payload = flat.astype(wire_dtype, copy=False).tobytes()
     header = _tensor_header(dtype, array.shape)
     return header + key + varint(len(payload)) + payload if payload else header
 

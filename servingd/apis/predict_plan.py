@@ -25,6 +25,7 @@ means something loaded or unloaded, and the plan re-checks its entry).
 
 from __future__ import annotations
 
+import math
 import sys
 import weakref
 from collections.abc import Awaitable, Hashable
@@ -44,7 +45,7 @@ from servingd.monitoring.metrics import QUEUE_WAIT, RequestBuffer, ServingMetric
 from servingd.monitoring.request_metrics import FOLD_EVERY, RequestCells
 from servingd.protos.tensorflow_serving.apis import model_pb2
 from servingd.servables.onnx import OnnxServable
-from servingd.servables.onnx.onnx_servable import PreparedRun, output_aliases
+from servingd.servables.onnx.onnx_servable import PreparedRun, output_aliases, shape_matches
 from servingd.server_core import ServerCore
 from servingd.tensor_codec import numpy_dtype, tensor_proto_bytes, to_ndarray, varint
 
@@ -143,8 +144,7 @@ class PredictPlans:
             return None if batch <= 0 else self._batched(plan, entry, feeds)
         kind = run_kind(plan.signature_name, plan.output_names, batch)
         # RunPlacement's rule, read from its live averages: inline only what is known cheap.
-        cost = plan.run_costs.get(kind)
-        if cost is None or cost >= self._placement.threshold_seconds:
+        if not self._placement.runs_inline(plan.run_costs.get(kind)):
             return None
         name = plan.model_name
         if self._admission.try_acquire(name):
@@ -372,14 +372,12 @@ def _checked_shape(spec: _Input, shape_proto: Any) -> tuple[tuple[int, ...], int
     if shape_proto.unknown_rank:
         return None
     shape = tuple(int(d.size) for d in shape_proto.dim)
-    expected = spec.shape
-    if expected is not None and len(shape) != len(expected):
+    # The servable's shape rule and the codec's refusal of negative sizes, not new ones.
+    if any(size < 0 for size in shape):
         return None
-    count = 1
-    for index, size in enumerate(shape):
-        if size < 0 or (expected is not None and expected[index] not in (-1, size)):
-            return None
-        count *= size
+    if spec.shape is not None and not shape_matches(shape, spec.shape):
+        return None
+    count = math.prod(shape)
     if len(spec.shapes) < MAX_SHAPES:
         spec.shapes[shape_proto.SerializeToString()] = (shape, count)
     return shape, count

@@ -74,17 +74,15 @@ class RunPlacement:
             finally:
                 self.record(servable, kind, thread_time() - start)
 
-        return cost is not None and cost < self._threshold, timed_run
+        return self.runs_inline(cost), timed_run
 
-    @property
-    def threshold_seconds(self) -> float:
-        """Runs whose average CPU time is below this go inline (0: none)."""
-        return self._threshold
+    def runs_inline(self, cost: float | None) -> bool:
+        """The rule: a kind whose average (None: never run) is below the threshold."""
+        return cost is not None and cost < self._threshold
 
     def costs_of(self, servable: Any) -> dict[Hashable, float]:
         """The servable's averages by kind, in seconds, live: for a caller that decides
-        inline runs itself (a kind goes inline when its average is below
-        `threshold_seconds`), times them and reports them with `record`."""
+        inline runs itself (`runs_inline`), times them and reports them with `record`."""
         costs = self._costs.get(servable)
         if costs is None:
             costs = self._costs.setdefault(servable, {})
@@ -92,9 +90,7 @@ class RunPlacement:
 
     def record(self, servable: Any, kind: Hashable, seconds: float) -> None:
         """One run's thread CPU time, in seconds."""
-        costs = self._costs.get(servable)
-        if costs is None:
-            costs = self._costs.setdefault(servable, {})
+        costs = self.costs_of(servable)
         previous = costs.get(kind)
         costs[kind] = seconds if previous is None else previous + _WEIGHT * (seconds - previous)
 

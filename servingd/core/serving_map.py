@@ -49,35 +49,31 @@ class ServingEntry:
 
     def try_acquire(self) -> ServableHandle | None:
         """A new handle, or None if the entry was closed (the caller re-reads the map)."""
-        if self._closed:
-            # Not required for safety, but without it a stream of late lookups keeps the
-            # set from ever being seen empty and the unload waits on them.
-            return None
-        handle = ServableHandle(self.id, self.servable, self._release)
-        self._handles.add(handle)
-        if self._closed:
-            handle.release()
-            return None
-        return handle
+        handle = ServableHandle(self.id, self.servable, self.release_hold)
+        return handle if self._counted(handle) else None
 
     def try_hold(self) -> object | None:
         """A bare token that counts as a handle, for a caller that releases it itself with
         `release_hold` (in a `finally`) and reads `servable` meanwhile; None if the entry
         closed. The request fast path's lighter ServableHandle (apis/predict_plan.py)."""
-        if self._closed:
-            return None
         token = object()
+        return token if self._counted(token) else None
+
+    def _counted(self, token: object) -> bool:
+        """Counts `token` as a handle unless the entry closed (the protocol above)."""
+        if self._closed:
+            # Not required for safety, but without it a stream of late lookups keeps the
+            # set from ever being seen empty and the unload waits on them.
+            return False
         self._handles.add(token)
         if self._closed:
-            self._release(token)
-            return None
-        return token
+            self.release_hold(token)
+            return False
+        return True
 
     def release_hold(self, token: object) -> None:
-        self._release(token)
-
-    def _release(self, handle: object) -> None:
-        self._handles.discard(handle)
+        """Ends a handle's or a `try_hold` token's claim."""
+        self._handles.discard(token)
         if self._closed and not self._handles:
             self._drained.set()
 

@@ -24,6 +24,7 @@ from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
 Labels = tuple[str, ...]
+_C = TypeVar("_C")  # a family's cell type
 
 _NOT_NAME_CHAR = re.compile(r"[^a-zA-Z0-9_]")
 
@@ -67,6 +68,16 @@ class _Family:
                 f"{self.label_names}; got {values}"
             )
 
+    def _new_cell(self, cells: dict[Labels, _C], values: Labels, make: Callable[[], _C]) -> _C:
+        """`get_cell`'s slow path: the cell for `values`, made once however many threads
+        ask at the same time."""
+        self._check(values)
+        with self._cells_lock:
+            cell = cells.get(values)
+            if cell is None:
+                cell = cells[values] = make()
+            return cell
+
 
 class CounterCell:
     """`value` is written under `lock` (shared with other cells when the family was given
@@ -96,11 +107,9 @@ class Counter(_Family):
     def get_cell(self, *values: str) -> CounterCell:
         cell = self._cells.get(values)
         if cell is None:
-            self._check(values)
-            with self._cells_lock:
-                cell = self._cells.get(values)
-                if cell is None:
-                    cell = self._cells[values] = CounterCell(self._lock or threading.Lock())
+            cell = self._new_cell(
+                self._cells, values, lambda: CounterCell(self._lock or threading.Lock())
+            )
         return cell
 
     def points(self) -> list[tuple[Labels, float]]:
@@ -181,12 +190,10 @@ class Sampler(_Family):
     def get_cell(self, *values: str) -> SamplerCell:
         cell = self._cells.get(values)
         if cell is None:
-            self._check(values)
-            with self._cells_lock:
-                cell = self._cells.get(values)
-                if cell is None:
-                    lock = self._lock or threading.Lock()
-                    cell = self._cells[values] = SamplerCell(self.limits, lock)
+            lock = self._lock
+            cell = self._new_cell(
+                self._cells, values, lambda: SamplerCell(self.limits, lock or threading.Lock())
+            )
         return cell
 
     def points(self) -> list[tuple[Labels, tuple[list[int], float]]]:

@@ -135,7 +135,7 @@ def checked_input(alias: str, array: np.ndarray, spec: TensorSpec) -> np.ndarray
             f"Expects input '{alias}' to be {_dtype_name(spec.dtype)} but "
             f"{_dtype_name(array.dtype)} is provided"
         )
-    if spec.shape is not None and not _shape_matches(array.shape, spec.shape):
+    if spec.shape is not None and not shape_matches(array.shape, spec.shape):
         raise InvalidArgument(
             f"input '{alias}' has shape {list(array.shape)} but the signature expects "
             f"{list(spec.shape)} (-1 = any size)"
@@ -143,7 +143,7 @@ def checked_input(alias: str, array: np.ndarray, spec: TensorSpec) -> np.ndarray
     return array
 
 
-def _shape_matches(shape: tuple[int, ...], expected: tuple[int, ...]) -> bool:
+def shape_matches(shape: tuple[int, ...], expected: tuple[int, ...]) -> bool:
     return len(shape) == len(expected) and all(
         want in (-1, got) for want, got in zip(expected, shape, strict=True)
     )
