@@ -33,6 +33,8 @@ from bench.tools import INSTALL_HELP, Tools, ensure_tools
 from servingd.protos.tensorflow_serving.apis import predict_pb2
 
 HERE = Path(__file__).parent
+# (series key, title, one point's measurement at a concurrency)
+Contender = tuple[str, str, Callable[[int], loadgen.Point]]
 SECTIONS = (
     "compute",
     "grpc",
@@ -78,16 +80,28 @@ class Bench:
         measure: Callable[[int], loadgen.Point],
         concurrency: list[int] | None = None,
     ) -> Series:
-        series = self.series.setdefault(key, Series(title))
+        return self.side_by_side([(key, title, measure)], concurrency)[0]
+
+    def side_by_side(
+        self, contenders: list[Contender], concurrency: list[int] | None = None
+    ) -> list[Series]:
+        """Every point of every contender, the contenders taking turns at each point (the
+        order reversed on every other repeat): on a shared VM whose speed drifts over
+        minutes, a floor and servingd measured seconds apart see the same machine, where a
+        floor measured first, minutes before, does not."""
+        series = [self.series.setdefault(key, Series(title)) for key, title, _ in contenders]
         for c in concurrency or self.args.concurrency:
-            for _ in range(self.args.repeat):
-                point = measure(c)
-                series.add(point)
-                print(
-                    f"  {title:<44} c={c:<3} {point.throughput:9,.0f} req/s  p50 "
-                    f"{point.p50_ms:7.2f} ms  p99 {point.p99_ms:7.2f} ms  errors {point.errors}",
-                    flush=True,
-                )
+            for round_ in range(self.args.repeat):
+                order = list(zip(contenders, series, strict=True))
+                for (_, title, measure), found in order[:: -1 if round_ % 2 else 1]:
+                    point = measure(c)
+                    found.add(point)
+                    print(
+                        f"  {title:<44} c={c:<3} {point.throughput:9,.0f} req/s  p50 "
+                        f"{point.p50_ms:7.2f} ms  p99 {point.p99_ms:7.2f} ms  "
+                        f"errors {point.errors}",
+                        flush=True,
+                    )
         return series
 
     @contextlib.contextmanager
@@ -118,6 +132,19 @@ class Bench:
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
         return len(workload.grpc_frame(answer))
 
+    def h2load_measure(
+        self, server: ServerProcess, model: workload.Model, request: bytes
+    ) -> Callable[[int], loadgen.Point]:
+        """h2load points of `request` against `server`, whose answer is checked first."""
+        port = server.ports[0]
+        response_bytes = self.check_grpc(port, model, request)
+        frame = self.file(f"{model.name}-{len(request)}.frame", workload.grpc_frame(request))
+        assert self.tools.h2load is not None
+        h2load = self.tools.h2load
+        return lambda c: loadgen.h2load(
+            h2load, port, frame, c, self.args.seconds, server.cpu_seconds, response_bytes
+        )
+
     def h2load_series(
         self,
         key: str,
@@ -127,18 +154,8 @@ class Bench:
         request: bytes,
         concurrency: list[int] | None = None,
     ) -> Series:
-        port = server.ports[0]
-        response_bytes = self.check_grpc(port, model, request)
-        frame = self.file(f"{model.name}-{len(request)}.frame", workload.grpc_frame(request))
-        assert self.tools.h2load is not None
-        h2load = self.tools.h2load
         series = self.each_point(
-            key,
-            title,
-            lambda c: loadgen.h2load(
-                h2load, port, frame, c, self.args.seconds, server.cpu_seconds, response_bytes
-            ),
-            concurrency,
+            key, title, self.h2load_measure(server, model, request), concurrency
         )
         series.rss_bytes = server.rss_bytes()
         return series
@@ -157,7 +174,9 @@ class Bench:
                 ),
             )
 
-    def floor(self, model: workload.Model, key: str) -> None:
+    @contextlib.contextmanager
+    def floor(self, model: workload.Model) -> Iterator[ServerProcess]:
+        """The protocol floor for `model`: ports[0] answers gRPC, ports[1] REST."""
         outputs = self.expected[model.name]
         grpc_port, rest_port = free_port(), free_port()
         response = self.file(f"{model.name}.response", workload.predict_response(model, outputs))
@@ -167,45 +186,41 @@ class Bench:
             f"--grpc_port={grpc_port}", f"--grpc_response={response}",
             f"--rest_port={rest_port}", f"--rest_response={rest_response}",
         ]  # fmt: skip
-        with ServerProcess("floor", args, [grpc_port, rest_port], self.work / "floor.log") as floor:
-            if key == "grpc":
-                frame = self.file(
-                    f"{model.name}.frame", workload.grpc_frame(workload.predict_request(model))
-                )
-                assert self.tools.h2load is not None
-                h2load = self.tools.h2load
-                self.each_point(
-                    f"grpc/{model.name}/floor",
-                    f"{model.name} gRPC: protocol floor",
-                    lambda c: loadgen.h2load(
-                        h2load, grpc_port, frame, c, self.args.seconds, floor.cpu_seconds,
-                        len(workload.grpc_frame(response.read_bytes())),
-                    ),
-                )  # fmt: skip
-            else:
-                self.rest_series(
-                    f"rest/{model.name}/floor",
-                    f"{model.name} REST: protocol floor",
-                    floor,
-                    rest_port,
-                    model,
-                )
+        log = self.work / f"floor-{model.name}.log"
+        with ServerProcess(f"floor-{model.name}", args, [grpc_port, rest_port], log) as floor:
+            yield floor
 
     def grpc(self) -> None:
         print(
-            "gRPC Predict (h2load), servingd unbatched serving every model, and the protocol floor"
+            "gRPC Predict (h2load): the protocol floor and servingd unbatched serving every "
+            "model, side by side; on mlp also servingd --enable_batching"
         )
-        for model in workload.MODELS.values():
-            self.floor(model, "grpc")
-        with self.servingd("servingd", [self.all_models_config()]) as server:
+        batching = "batching" in self.args.only
+        with contextlib.ExitStack() as stack:
+            server = stack.enter_context(self.servingd("servingd", [self.all_models_config()]))
+            batched = stack.enter_context(self.batched_servingd()) if batching else None
             for name, model in workload.MODELS.items():
-                self.h2load_series(
-                    f"grpc/{name}/servingd", f"{name} gRPC: servingd", server, model,
-                    workload.predict_request(model),
-                )  # fmt: skip
+                request = workload.predict_request(model)
+                floor = stack.enter_context(self.floor(model))
+                contenders: list[Contender] = [
+                    (f"grpc/{name}/floor", f"{name} gRPC: protocol floor",
+                     self.h2load_measure(floor, model, request)),
+                    (f"grpc/{name}/servingd", f"{name} gRPC: servingd",
+                     self.h2load_measure(server, model, request)),
+                ]  # fmt: skip
+                if batched is not None and model is workload.MLP:
+                    contenders.append(
+                        ("grpc/mlp/batching", "mlp gRPC: servingd --enable_batching",
+                         self.h2load_measure(batched, model, request))
+                    )  # fmt: skip
+                self.side_by_side(contenders)
+                floor.stop()  # idle, but one process less on two cores
+                self.series[f"grpc/{name}/servingd"].rss_bytes = server.rss_bytes()
+                if batched is not None and model is workload.MLP:
+                    self.series["grpc/mlp/batching"].rss_bytes = batched.rss_bytes()
 
-    def batching(self) -> None:
-        print("gRPC Predict on mlp with --enable_batching")
+    @contextlib.contextmanager
+    def batched_servingd(self) -> Iterator[ServerProcess]:
         params = self.work / "batching.config"
         params.write_text(BATCHING_PARAMETERS)
         flags = [
@@ -214,14 +229,22 @@ class Bench:
             f"--batching_parameters_file={params}",
         ]
         with self.servingd("servingd-batching", flags, rest=False) as server:
+            yield server
+
+    def batching(self) -> None:
+        if "grpc" in self.args.only:
+            return  # measured in the gRPC section, beside the floor and unbatched servingd
+        print("gRPC Predict on mlp with --enable_batching")
+        with self.batched_servingd() as server:
             self.h2load_series(
                 "grpc/mlp/batching", "mlp gRPC: servingd --enable_batching", server, workload.MLP,
                 workload.predict_request(workload.MLP),
             )  # fmt: skip
 
-    def rest_series(
-        self, key: str, title: str, server: ServerProcess, port: int, model: workload.Model
-    ) -> None:
+    def rest_measure(
+        self, server: ServerProcess, port: int, model: workload.Model
+    ) -> Callable[[int], loadgen.Point]:
+        """wrk points against `server`'s REST port, whose answer is checked first."""
         body = workload.rest_body(model)
         url = f"http://127.0.0.1:{port}/v1/models/{model.name}:predict"
         request = urllib.request.Request(url, body, {"Content-Type": "application/json"})
@@ -230,19 +253,23 @@ class Bench:
         np.testing.assert_allclose(predictions, self.expected[model.name]["y"], rtol=1e-5)
         assert self.tools.wrk is not None
         wrk = self.tools.wrk
-        self.each_point(
-            key,
-            title,
-            lambda c: loadgen.wrk(wrk, url, body, c, self.args.seconds, server.cpu_seconds),
-        )
+        return lambda c: loadgen.wrk(wrk, url, body, c, self.args.seconds, server.cpu_seconds)
 
     def rest(self) -> None:
-        print("REST :predict (wrk) on tiny, servingd and an aiohttp floor")
-        self.floor(workload.TINY, "rest")
-        with self.servingd("servingd-rest", [self.all_models_config()]) as server:
-            self.rest_series(
-                "rest/tiny/servingd", "tiny REST: servingd", server, server.ports[1], workload.TINY
-            )
+        print("REST :predict (wrk) on tiny: an aiohttp floor and servingd, side by side")
+        tiny = workload.TINY
+        with (
+            self.floor(tiny) as floor,
+            self.servingd("servingd-rest", [self.all_models_config()]) as server,
+        ):
+            self.side_by_side(
+                [
+                    ("rest/tiny/floor", "tiny REST: protocol floor",
+                     self.rest_measure(floor, floor.ports[1], tiny)),
+                    ("rest/tiny/servingd", "tiny REST: servingd",
+                     self.rest_measure(server, server.ports[1], tiny)),
+                ]
+            )  # fmt: skip
 
     def perf_analyzer(self) -> None:
         print("perf_analyzer --service-kind=tfserving on tiny (typed float_val inputs)")
