@@ -135,14 +135,16 @@ class Server:
         self.core = await asyncio.to_thread(
             ServerCore.create, self.options.model_config, self.options.core, metrics=self.metrics
         )
+        # One placement for single and batched runs: a batch of a cheap kind runs inline too.
+        placement = RunPlacement(self.options.inline_run_threshold_micros)
         if self.options.batching is not None:
-            self._batching = BatchingSession(self.options.batching, self.metrics)
+            self._batching = BatchingSession(self.options.batching, self.metrics, placement)
         predictor = Predictor(
             self.core,
             self._executor,
             self._batching,
             self._admission,
-            RunPlacement(self.options.inline_run_threshold_micros),
+            placement,
             enable_signature_method_name_check=self.options.enable_signature_method_name_check,
         )
         self._repository = ModelRepository(

@@ -64,8 +64,6 @@ class RunPlacement:
         if self._threshold <= 0:
             return False, run
         kind = _kind(prepared)
-        costs = self._costs.get(servable)
-        cost = None if costs is None else costs.get(kind)
 
         def timed_run(*args: Any) -> R:
             start = thread_time()
@@ -74,7 +72,14 @@ class RunPlacement:
             finally:
                 self.record(servable, kind, thread_time() - start)
 
-        return self.runs_inline(cost), timed_run
+        return self.is_cheap(servable, prepared), timed_run
+
+    def is_cheap(self, servable: Any, prepared: PreparedRun) -> bool:
+        """Whether a run of this kind would go inline now (what `place` decides)."""
+        if self._threshold <= 0:
+            return False
+        costs = self._costs.get(servable)
+        return self.runs_inline(None if costs is None else costs.get(_kind(prepared)))
 
     def runs_inline(self, cost: float | None) -> bool:
         """The rule: a kind whose average (None: never run) is below the threshold."""

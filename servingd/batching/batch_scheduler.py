@@ -63,7 +63,7 @@ class QueueSpec(Generic[T]):
     """
 
     options: QueueOptions
-    process_batch: Callable[[list[T]], None]
+    process_batch: Callable[[list[T]], object]
     split_task: Callable[[T, int, int], list[T]] | None = None
 
 
@@ -75,8 +75,9 @@ class _Batch(Generic[T]):
         self.size = 0
 
 
-class _Queue(Generic[T]):
-    """TF's internal::Queue. Not thread-safe: the scheduler's lock guards every call."""
+class BatchQueue(Generic[T]):
+    """TF's internal::Queue. Not thread-safe: the scheduler's lock guards every call (a
+    LoopQueues queue is used from its event loop's thread only)."""
 
     def __init__(self, spec: QueueSpec[T]) -> None:
         self.spec = spec
@@ -129,6 +130,14 @@ class _Queue(Generic[T]):
             open_batch.tasks.append(part)
             open_batch.size += part.size
 
+    def add_closed_batch(self, tasks: list[T]) -> None:
+        """A batch formed elsewhere (LoopQueues), runnable at once: it goes before the open
+        batch. It was admitted where it was formed, so no limit is checked again."""
+        batch: _Batch[T] = _Batch()
+        batch.tasks = tasks
+        batch.size = sum(task.size for task in tasks)
+        self.batches.insert(len(self.batches) - 1, batch)
+
     def deadline_ns(self) -> int | None:
         if len(self.batches) > 1 or not self.batches[-1].tasks:
             return None  # nothing waits on a timer: a closed batch can run now, or no tasks
@@ -168,7 +177,7 @@ class SharedBatchScheduler(Generic[T]):
         self._timer = threading.Condition(self._lock)
         self._idle = threading.Condition(self._lock)
         # Guarded by _lock. Served round robin: a queue moves to the end once it gave a batch.
-        self._queues: OrderedDict[Hashable, _Queue[T]] = OrderedDict()
+        self._queues: OrderedDict[Hashable, BatchQueue[T]] = OrderedDict()
         self._leader: int | None = None
         # Threads asleep with no wake-up on its way: followers on _idle, the leader on _timer.
         # Notifiers count them down, so a notify is only sent to a thread that will act on it.
@@ -194,12 +203,25 @@ class SharedBatchScheduler(Generic[T]):
             now = time.monotonic_ns()
             queue = self._queues.get(key)
             if queue is None:
-                queue = _Queue(spec)
+                queue = BatchQueue(spec)
                 queue.schedule(task, now)
                 self._queues[key] = queue  # only once it holds a task: empty queues never linger
             else:
                 queue.schedule(task, now)
             self._notify_locked(now)
+
+    def schedule_batch(self, key: Hashable, spec: QueueSpec[T], tasks: list[T]) -> None:
+        """Runs a batch formed elsewhere (LoopQueues) as it is, on the next free thread.
+        Raises Unavailable when the scheduler is shutting down."""
+        with self._lock:
+            if self._stopping:
+                raise Unavailable("The batch scheduler is shutting down")
+            queue = self._queues.get(key)
+            if queue is None:
+                queue = BatchQueue(spec)
+                self._queues[key] = queue
+            queue.add_closed_batch(tasks)
+            self._notify_locked(time.monotonic_ns())
 
     def stop(self, timeout_seconds: float = 30.0) -> None:
         """Refuses new tasks, runs every queued one without waiting for timeouts, and joins
@@ -232,7 +254,7 @@ class SharedBatchScheduler(Generic[T]):
             except Exception:  # the contract says it answers its tasks; never lose the thread
                 logger.exception("Processing a batch of %d task(s) failed", len(tasks))
 
-    def _wait_for_work_locked(self, me: int) -> tuple[Callable[[list[T]], None], list[T]] | None:
+    def _wait_for_work_locked(self, me: int) -> tuple[Callable[[list[T]], object], list[T]] | None:
         while True:
             now = time.monotonic_ns()
             work = self._take_batch_locked(now)
@@ -257,7 +279,7 @@ class SharedBatchScheduler(Generic[T]):
                 self._idle.wait()  # no timeout: only a notify (which counted us down) wakes it
             self.wakeups += 1
 
-    def _take_batch_locked(self, now: int) -> tuple[Callable[[list[T]], None], list[T]] | None:
+    def _take_batch_locked(self, now: int) -> tuple[Callable[[list[T]], object], list[T]] | None:
         for key, queue in self._queues.items():
             batch = queue.take_batch(now, self._stopping)
             if batch is None:

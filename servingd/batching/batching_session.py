@@ -10,16 +10,23 @@ last task's first row (TF's choice: a row the model is known to accept); with
 its own first element. Every caller gets exactly its own rows of every output; padding rows are
 never handed out. A run too large for a batch is split across batches when large-batch
 splitting is on, and its parts are joined again before the caller is answered.
+
+Where a batch runs: with a RunPlacement, a queue whose last batch was cheap by its rule is
+kept on the event loop (loop_queues.py) and its batches run inline there, as cheap single
+runs do; any other batch runs on the batch threads, where its cost is measured. A batch
+formed on the loop whose kind is not known cheap goes to the threads as it is, and its
+queue with it, until its batches are cheap again.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
-import dataclasses
 import functools
 import threading
 import time
+import weakref
 from collections.abc import Callable, Hashable, Mapping
 from typing import Any, Protocol
 
@@ -27,6 +34,7 @@ import numpy as np
 
 from servingd.batching.batch_scheduler import QueueOptions, QueueSpec, SharedBatchScheduler
 from servingd.batching.batching_parameters import BatchingOptions
+from servingd.batching.loop_queues import LoopQueues
 from servingd.core.status import FailedPrecondition, Internal, InvalidArgument, ServingError
 from servingd.monitoring.metrics import ServingMetrics
 from servingd.monitoring.request_metrics import RunTiming
@@ -50,6 +58,17 @@ class BatchableServable(Protocol):
     def signature(self, name: str) -> Signature: ...
 
     def run(self, prepared: PreparedRun) -> Outputs: ...
+
+
+class RunPlace(Protocol):
+    """Where runs go (apis/run_placement.RunPlacement): `place` gives whether a run of this
+    kind goes inline, and the run timed so that its cost is learned; `is_cheap` the first."""
+
+    def place(
+        self, servable: Any, prepared: PreparedRun, run: Callable[[PreparedRun], Outputs]
+    ) -> tuple[bool, Callable[[PreparedRun], Outputs]]: ...
+
+    def is_cheap(self, servable: Any, prepared: PreparedRun) -> bool: ...
 
 
 class _Request:
@@ -159,9 +178,23 @@ def _has_batch_dim(spec: TensorSpec) -> bool:
 class BatchingSession:
     """Thread-safe. `run` is awaited on the event loop; the batch runs on a batch thread."""
 
-    def __init__(self, options: BatchingOptions, metrics: ServingMetrics | None = None) -> None:
+    def __init__(
+        self,
+        options: BatchingOptions,
+        metrics: ServingMetrics | None = None,
+        placement: RunPlace | None = None,
+    ) -> None:
         self.options = options
         self._metrics = metrics  # TF's batching_session metrics, when monitoring is on
+        self._placement = placement  # None: every batch runs on the batch threads
+        self._loop_queues: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, LoopQueues[_RunTask]
+        ] = weakref.WeakKeyDictionary()
+        # Per servable (weakly: an unloaded version's entries go with it), per queue key
+        # without the servable: whether that queue's last batch was cheap (runs on the loop).
+        self._cheap_queues: weakref.WeakKeyDictionary[Any, dict[Hashable, bool]] = (
+            weakref.WeakKeyDictionary()
+        )
         self._queue_options = QueueOptions(
             input_batch_size_limit=options.max_batch_size,
             max_execution_batch_size=options.execution_batch_size_limit,
@@ -200,22 +233,25 @@ class BatchingSession:
         prepared: PreparedRun,
         done: Done,
         timing: RunTiming | None = None,
+        loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
-        """Queues the run; `done` is called later from a batch thread. Raises InvalidArgument
+        """Queues the run; `done` is called later, from a batch thread (or from `loop`, the
+        caller's running event loop, if the batch runs there). Raises InvalidArgument
         (ragged batch dimension, over max_batch_size) or Unavailable (queue full) at once.
         `timing`, if given, learns when the run's batch started and finished."""
         size = _batch_size(prepared.feeds)
         request = _Request(prepared, size, done, timing)
         if self._metrics is not None:
             self._metrics.record_batch_input(size)
+        key = self._queue_key(servable, prepared)
         spec: QueueSpec[_RunTask] = QueueSpec(
-            self._queue_options,
-            functools.partial(self._process_batch, servable),
-            _split_task,
+            self._queue_options, functools.partial(self._process_batch, key), _split_task
         )
-        self._scheduler.schedule(
-            self._queue_key(servable, prepared), spec, _RunTask(request, 0, 0, size)
-        )
+        task = _RunTask(request, 0, 0, size)
+        if loop is not None and self._cheap_queues.get(servable, {}).get(key[1:], False):
+            self._loop_queues_of(loop).schedule(key, spec, task)
+        else:
+            self._scheduler.schedule(key, spec, task)
 
     async def run(
         self, servable: BatchableServable, prepared: PreparedRun, timing: RunTiming | None = None
@@ -232,14 +268,50 @@ class BatchingSession:
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(_resolve, future, outputs, error)
 
-        self.submit(servable, prepared, done, timing)
+        self.submit(servable, prepared, done, timing, loop)
         return await future
 
     def stop(self, timeout_seconds: float = 30.0) -> None:
-        """Runs what is queued (without waiting for timeouts), then ends the batch threads."""
-        self._scheduler.stop(timeout_seconds)
+        """Runs what is queued (without waiting for timeouts), then ends the batch threads.
+        Called off the event loop (it waits for the loop to flush its queues)."""
+        deadline = time.monotonic() + timeout_seconds
+        for loop, queues in list(self._loop_queues.items()):
+            if loop.is_closed() or not queues.pending():
+                continue
+            flushed = concurrent.futures.Future[None]()
 
-    def _queue_key(self, servable: BatchableServable, prepared: PreparedRun) -> Hashable:
+            def flush(queues: LoopQueues[_RunTask] = queues, flushed: Any = flushed) -> None:
+                try:
+                    queues.flush(closing=True)
+                finally:
+                    flushed.set_result(None)
+
+            with contextlib.suppress(RuntimeError, concurrent.futures.TimeoutError):
+                loop.call_soon_threadsafe(flush)
+                flushed.result(max(0.0, deadline - time.monotonic()))
+        self._scheduler.stop(max(0.0, deadline - time.monotonic()))
+
+    def _loop_queues_of(self, loop: asyncio.AbstractEventLoop) -> LoopQueues[_RunTask]:
+        queues = self._loop_queues.get(loop)
+        if queues is None:
+            queues = LoopQueues(loop, self._loop_batch)
+            self._loop_queues[loop] = queues
+        return queues
+
+    def _loop_batch(
+        self, key: tuple[Any, ...], spec: QueueSpec[_RunTask], tasks: list[_RunTask]
+    ) -> None:
+        """A batch formed on the event loop: it runs here if its kind is known cheap, else
+        on the batch threads as formed, and its queue goes back to them."""
+        if self._process_batch(key, tasks, inline_only=True):
+            return
+        self._cheap_queues.get(key[0], {})[key[1:]] = False
+        try:
+            self._scheduler.schedule_batch(key, spec, tasks)
+        except ServingError as exc:  # shutting down: every caller still gets an answer
+            self._process_answers(functools.partial(_fail_all, tasks, exc))
+
+    def _queue_key(self, servable: BatchableServable, prepared: PreparedRun) -> tuple[Any, ...]:
         feeds = prepared.feeds
         # Padding makes any non-batch shapes mergeable (of one rank); otherwise they must match.
         pad = self.options.pad_variable_length_inputs
@@ -247,24 +319,52 @@ class BatchingSession:
         # The servable object stands for its version: a reloaded version is a new object.
         return (servable, prepared.signature_name, prepared.output_names, shapes)
 
-    def _process_batch(self, servable: BatchableServable, tasks: list[_RunTask]) -> None:
+    def _process_batch(
+        self, key: tuple[Any, ...], tasks: list[_RunTask], inline_only: bool = False
+    ) -> bool:
+        """Runs a batch of the queue `key` and answers its tasks; with `inline_only` (on the
+        event loop), only if its kind is known cheap: False when it did not run (nobody was
+        answered)."""
+        return self._process_answers(lambda: self._run_batch(key, tasks, inline_only))
+
+    def _process_answers(self, answer: Callable[[], Any]) -> bool:
+        """Calls `answer` (which answers tasks) and delivers its answers to each waiting
+        event loop in one go: directly on the loop that is running here, else with one
+        call_soon_threadsafe per loop. Returns what `answer` returned, if a bool."""
         answers: dict[Any, list[_Answer]] = {}
         _BATCH_ANSWERS.by_loop = answers
         try:
-            self._run_batch(servable, tasks)
+            result = answer()
         finally:
             _BATCH_ANSWERS.by_loop = None
+            running = asyncio._get_running_loop()
             for loop, batch in answers.items():
+                if loop is running:
+                    _resolve_all(batch)
+                    continue
                 with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits
                     loop.call_soon_threadsafe(_resolve_all, batch)
+        return result if isinstance(result, bool) else True
 
-    def _run_batch(self, servable: BatchableServable, tasks: list[_RunTask]) -> None:
+    def _run_batch(
+        self, key: tuple[Any, ...], tasks: list[_RunTask], inline_only: bool = False
+    ) -> bool:
         dequeued_ns = time.perf_counter_ns()
-        for task in tasks:
-            if task.request.timing is not None:
-                task.request.timing.mark_started()
+        servable: BatchableServable = key[0]  # the servable object stands for its version
         try:
             feeds, padded_size = self._merge_inputs(tasks)
+            first = tasks[0].request.prepared
+            prepared = PreparedRun(
+                first.signature_name, feeds, first.output_aliases, first.output_names
+            )
+            run: Callable[[PreparedRun], Outputs] = servable.run
+            if self._placement is not None:
+                inline, run = self._placement.place(servable, prepared, run)
+                if inline_only and not inline:
+                    return False
+            for task in tasks:
+                if task.request.timing is not None:
+                    task.request.timing.mark_started()
             if self._metrics is not None:
                 self._metrics.record_batch(
                     self.options.thread_pool_name,
@@ -272,7 +372,10 @@ class BatchingSession:
                     sum(task.size for task in tasks),
                     padded_size,
                 )
-            outputs = servable.run(dataclasses.replace(tasks[0].request.prepared, feeds=feeds))
+            outputs = run(prepared)
+            if self._placement is not None:  # where this queue's next batches run
+                cheap = self._placement.is_cheap(servable, prepared)
+                self._cheap_queues.setdefault(servable, {})[key[1:]] = cheap
             for task in tasks:
                 if task.request.timing is not None:
                     task.request.timing.mark_finished()
@@ -292,8 +395,8 @@ class BatchingSession:
         except Exception as exc:
             # Whatever failed, every caller still waiting on this batch gets an answer.
             error = exc if isinstance(exc, ServingError) else Internal(f"Batch run failed: {exc}")
-            for task in tasks:
-                task.request.part_done(task.index, None, error)
+            _fail_all(tasks, error)
+        return True
 
     def _merge_inputs(self, tasks: list[_RunTask]) -> tuple[dict[str, np.ndarray], int]:
         total = sum(task.size for task in tasks)
@@ -307,6 +410,11 @@ class BatchingSession:
                 arrays.append(np.repeat(arrays[-1][:1], padded_size - total, axis=0))
             merged[name] = arrays[0] if len(arrays) == 1 else np.concatenate(arrays, axis=0)
         return merged, padded_size
+
+
+def _fail_all(tasks: list[_RunTask], error: ServingError) -> None:
+    for task in tasks:
+        task.request.part_done(task.index, None, error)
 
 
 def _batch_size(feeds: Mapping[str, np.ndarray]) -> int:

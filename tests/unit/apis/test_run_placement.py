@@ -113,3 +113,16 @@ def test_a_failing_run_is_still_timed(clock: list[float]) -> None:
     with pytest.raises(RuntimeError, match="model run failed"):
         timed(run, None)
     assert placement.estimate_micros(servable, run) == pytest.approx(30.0)
+
+
+def test_is_cheap_tells_what_place_would_decide(clock: list[float]) -> None:
+    placement = RunPlacement(inline_threshold_micros=500)
+    servable, one, many = FakeServable(), prepared(1), prepared(64)
+    assert placement.is_cheap(servable, one) is False  # never run: unknown
+    clock[0] = 20e-6
+    run_once(placement, servable, one)
+    clock[0] = 5e-3
+    run_once(placement, servable, many)
+    assert placement.is_cheap(servable, one) is True
+    assert placement.is_cheap(servable, many) is False
+    assert RunPlacement(inline_threshold_micros=0).is_cheap(servable, one) is False

@@ -9,10 +9,10 @@ from dataclasses import dataclass, field
 import pytest
 
 from servingd.batching.batch_scheduler import (
+    BatchQueue,
     QueueOptions,
     QueueSpec,
     SharedBatchScheduler,
-    _Queue,
 )
 from servingd.core.status import Code, InvalidArgument, ServingError, Unavailable
 
@@ -69,8 +69,8 @@ class Recorder:
 # ----- one queue, driven with explicit clock values -------------------------------------------
 
 
-def queue(**overrides: int | bool) -> _Queue[Task]:
-    return _Queue(QueueSpec(options(**overrides), lambda tasks: None, split))
+def queue(**overrides: int | bool) -> BatchQueue[Task]:
+    return BatchQueue(QueueSpec(options(**overrides), lambda tasks: None, split))
 
 
 def test_deadline_is_first_enqueue_plus_timeout_exactly() -> None:
@@ -291,3 +291,23 @@ def test_stop_runs_queued_tasks_without_waiting_and_refuses_new_ones() -> None:
 def test_invalid_thread_count() -> None:
     with pytest.raises(InvalidArgument, match="num_batch_threads must be positive; was 0"):
         SharedBatchScheduler(0)
+
+
+def test_a_batch_formed_elsewhere_runs_as_it_is_before_the_open_batch() -> None:
+    recorder = Recorder()
+    scheduler: SharedBatchScheduler[Task] = SharedBatchScheduler(1)
+    try:
+        slow = spec(recorder, batch_timeout_micros=3600 * 10**6)
+        waiting = Task(1, "open")
+        scheduler.schedule("q", slow, waiting)
+        formed = [Task(2, "a"), Task(2, "b"), Task(1, "c")]  # 5 rows: no limit is checked again
+        scheduler.schedule_batch("q", slow, formed)
+        wait_all(formed)
+        assert recorder.batches == [["a", "b", "c"]]
+        assert not waiting.done.is_set()  # the open batch still waits for its timeout
+    finally:
+        scheduler.stop()
+    assert recorder.batches == [["a", "b", "c"], ["open"]]
+    with pytest.raises(ServingError) as info:
+        scheduler.schedule_batch("q", spec(recorder), [Task(1)])
+    assert info.value.code == Code.UNAVAILABLE

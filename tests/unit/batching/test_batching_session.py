@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -43,6 +43,7 @@ class FakeServable:
         self.error = error
         self.lock = threading.Lock()
         self.runs: list[np.ndarray] = []
+        self.threads: list[str] = []  # the thread of each run, in the order of `runs`
         self.gate = threading.Event()
         self.gate.set()
         self.entered = threading.Semaphore(0)
@@ -56,12 +57,29 @@ class FakeServable:
         x = prepared.feeds["x"]
         with self.lock:
             self.runs.append(x.copy())
+            self.threads.append(threading.current_thread().name)
         if self.error is not None:
             raise self.error
         y = x * 2 + 1
         if self.output_rows is not None:
             y = y[: self.output_rows]
         return {"y": y}
+
+
+class CheapUpTo:
+    """A RunPlace (RunPlacement's part that BatchingSession uses): runs of up to `rows` rows
+    are known cheap, larger ones are not."""
+
+    def __init__(self, rows: int) -> None:
+        self.rows = rows
+
+    def is_cheap(self, servable: Any, prepared: PreparedRun) -> bool:
+        return prepared.batch_size <= self.rows
+
+    def place(
+        self, servable: Any, prepared: PreparedRun, run: Callable[[PreparedRun], Any]
+    ) -> tuple[bool, Callable[[PreparedRun], Any]]:
+        return self.is_cheap(servable, prepared), run
 
 
 def prepared(x: np.ndarray) -> PreparedRun:
@@ -109,18 +127,30 @@ def batching_cases(draw: st.DrawFn) -> tuple[BatchingOptions, list[tuple[int, in
 
 
 @settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(case=batching_cases())
+@given(case=batching_cases(), on_loop=st.booleans())
 def test_concurrent_callers_get_exactly_their_own_rows(
-    case: tuple[BatchingOptions, list[tuple[int, int]]],
+    case: tuple[BatchingOptions, list[tuple[int, int]]], on_loop: bool
 ) -> None:
+    """On the batch threads, or (`on_loop`) in batches formed and run on the event loop."""
     options, callers = case
     servable = FakeServable()
-    session = BatchingSession(options)
+    session = BatchingSession(options, placement=CheapUpTo(10**6) if on_loop else None)
     inputs = [rows(i, size, width) for i, (size, width) in enumerate(callers)]
+
+    async def scenario() -> list[Any]:
+        if on_loop:  # one run per queue on a batch thread: then its batches are known cheap
+            widths = {x.shape[1] for x in inputs}
+            await run_all(session, servable, [rows(99, 1, w) for w in sorted(widths)])
+            servable.runs.clear()
+            servable.threads.clear()
+        return await run_all(session, servable, inputs)
+
     try:
-        results = asyncio.run(run_all(session, servable, inputs))
+        results = asyncio.run(scenario())
     finally:
         session.stop()
+    if on_loop:
+        assert set(servable.threads) == {threading.current_thread().name}
     for x, result in zip(inputs, results, strict=True):
         assert isinstance(result, dict), result
         y = result["y"]
@@ -332,3 +362,71 @@ def test_split_parts_padded_in_different_batches_are_joined() -> None:
     np.testing.assert_array_equal(split[:, :1], rows(1, 11, 1) * 2 + 1)
     np.testing.assert_array_equal(split[:5, 1:], rows(1, 1, 1)[0, 0] * 2 + 1)  # first part
     np.testing.assert_array_equal(split[5:, 1:], rows(1, 6, 1)[5, 0] * 2 + 1)  # second part
+
+
+def test_cheap_batches_run_on_the_event_loop_after_one_on_a_batch_thread() -> None:
+    servable = FakeServable()
+    session = BatchingSession(
+        BatchingOptions(max_batch_size=8, num_batch_threads=1), placement=CheapUpTo(8)
+    )
+    inputs = [rows(i, 1, 2) for i in range(1, 4)]
+
+    async def scenario() -> list[Any]:
+        await session.run(servable, prepared(rows(0, 1, 2)))  # cost unknown: a batch thread
+        return await run_all(session, servable, inputs)  # queued in one loop iteration
+
+    try:
+        results = asyncio.run(scenario())
+    finally:
+        session.stop()
+    main = threading.current_thread().name
+    assert servable.threads[0] != main
+    assert servable.threads[1:] == [main]  # one batch, run inline on the loop
+    np.testing.assert_array_equal(servable.runs[1], np.concatenate(inputs))
+    for x, result in zip(inputs, results, strict=True):
+        np.testing.assert_array_equal(result["y"], x * 2 + 1)
+
+
+def test_a_loop_batch_not_known_cheap_goes_to_the_threads_as_formed_with_its_queue() -> None:
+    servable = FakeServable()
+    session = BatchingSession(
+        BatchingOptions(max_batch_size=8, num_batch_threads=1), placement=CheapUpTo(1)
+    )
+    three = [rows(i, 1, 2) for i in range(1, 4)]
+
+    async def scenario() -> list[Any]:
+        await session.run(servable, prepared(rows(0, 1, 2)))  # a thread; 1 row is cheap
+        batch = await run_all(session, servable, three)  # 3 rows on the loop: not cheap
+        await session.run(servable, prepared(rows(4, 1, 2)))  # the queue is on the threads
+        await session.run(servable, prepared(rows(5, 1, 2)))  # cheap again: the loop
+        return batch
+
+    try:
+        results = asyncio.run(scenario())
+    finally:
+        session.stop()
+    main = threading.current_thread().name
+    assert [run.shape[0] for run in servable.runs] == [1, 3, 1, 1]
+    assert [name == main for name in servable.threads] == [False, False, False, True]
+    for x, result in zip(three, results, strict=True):
+        np.testing.assert_array_equal(result["y"], x * 2 + 1)
+
+
+def test_stop_runs_what_waits_in_the_loop_queues_without_its_timeout() -> None:
+    servable = FakeServable()
+    options = BatchingOptions(
+        max_batch_size=2, batch_timeout_micros=3600 * 10**6, num_batch_threads=1
+    )
+    session = BatchingSession(options, placement=CheapUpTo(2))
+
+    async def scenario() -> Any:
+        await session.run(servable, prepared(rows(0, 2, 1)))  # a full batch: no wait
+        waiting = asyncio.ensure_future(session.run(servable, prepared(rows(1, 1, 1))))
+        await asyncio.sleep(0)  # queued on the loop, for an hour
+        assert not waiting.done()
+        await asyncio.wait_for(asyncio.to_thread(session.stop), WAIT_SECONDS)
+        return await asyncio.wait_for(waiting, WAIT_SECONDS)
+
+    result = asyncio.run(scenario())
+    np.testing.assert_array_equal(result["y"], rows(1, 1, 1) * 2 + 1)
+    assert servable.threads[1] == threading.current_thread().name
