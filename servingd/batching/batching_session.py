@@ -176,7 +176,8 @@ def _has_batch_dim(spec: TensorSpec) -> bool:
 
 
 class BatchingSession:
-    """Thread-safe. `run` is awaited on the event loop; the batch runs on a batch thread."""
+    """Thread-safe. `run` is awaited on the event loop; the batch runs on a batch thread, or
+    inline on that loop when its queue's batches are cheap (with a `placement`)."""
 
     def __init__(
         self,
@@ -273,10 +274,13 @@ class BatchingSession:
 
     def stop(self, timeout_seconds: float = 30.0) -> None:
         """Runs what is queued (without waiting for timeouts), then ends the batch threads.
-        Called off the event loop (it waits for the loop to flush its queues)."""
+        Called off a running event loop, it has that loop flush its queues and waits."""
         deadline = time.monotonic() + timeout_seconds
         for loop, queues in list(self._loop_queues.items()):
-            if loop.is_closed() or not queues.pending():
+            if loop.is_closed():
+                continue
+            if not loop.is_running() or _running_loop() is loop:
+                queues.flush(closing=True)  # nothing else is using its queues now
                 continue
             flushed = concurrent.futures.Future[None]()
 
@@ -337,7 +341,7 @@ class BatchingSession:
             result = answer()
         finally:
             _BATCH_ANSWERS.by_loop = None
-            running = asyncio._get_running_loop()
+            running = _running_loop()
             for loop, batch in answers.items():
                 if loop is running:
                     _resolve_all(batch)
@@ -410,6 +414,13 @@ class BatchingSession:
                 arrays.append(np.repeat(arrays[-1][:1], padded_size - total, axis=0))
             merged[name] = arrays[0] if len(arrays) == 1 else np.concatenate(arrays, axis=0)
         return merged, padded_size
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:  # called from a thread with no running loop: a batch thread
+        return None
 
 
 def _fail_all(tasks: list[_RunTask], error: ServingError) -> None:

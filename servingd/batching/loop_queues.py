@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import weakref
 from collections.abc import Callable, Hashable
 from typing import Any, Generic, TypeVar
 
@@ -36,7 +37,8 @@ class LoopQueues(Generic[T]):
     """Used from the thread of its event loop only; needs no lock."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, run_batch: RunBatch[T]) -> None:
-        self.loop = loop
+        # Weakly: BatchingSession keys its LoopQueues by loop in a WeakKeyDictionary.
+        self._loop = weakref.ref(loop)
         self._run_batch = run_batch
         self._queues: dict[Hashable, BatchQueue[T]] = {}
         self._flush: asyncio.Handle | None = None  # this iteration's flush, once scheduled
@@ -75,8 +77,15 @@ class LoopQueues(Generic[T]):
         for key, spec, tasks in ready:
             self._run_batch(key, spec, tasks)
 
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        loop = self._loop()
+        if loop is None:  # only a caller on the loop schedules, so it is alive then
+            raise RuntimeError("the event loop of these queues is gone")
+        return loop
+
     def pending(self) -> int:
-        """Tasks waiting in these queues (for shutdown and tests)."""
+        """Tasks waiting in these queues (for tests; from the loop's thread)."""
         return sum(len(batch.tasks) for q in self._queues.values() for batch in q.batches)
 
     def _arm(self, deadline_ns: int | None, now_ns: int) -> None:

@@ -430,3 +430,27 @@ def test_stop_runs_what_waits_in_the_loop_queues_without_its_timeout() -> None:
     result = asyncio.run(scenario())
     np.testing.assert_array_equal(result["y"], rows(1, 1, 1) * 2 + 1)
     assert servable.threads[1] == threading.current_thread().name
+
+
+def test_stop_runs_the_loop_queues_of_a_loop_that_is_not_running() -> None:
+    servable = FakeServable()
+    options = BatchingOptions(
+        max_batch_size=2, batch_timeout_micros=3600 * 10**6, num_batch_threads=1
+    )
+    session = BatchingSession(options, placement=CheapUpTo(2))
+    loop = asyncio.new_event_loop()
+    try:
+
+        async def queue_one() -> asyncio.Future[Any]:
+            await session.run(servable, prepared(rows(0, 2, 1)))  # a full batch: no wait
+            waiting = asyncio.ensure_future(session.run(servable, prepared(rows(1, 1, 1))))
+            await asyncio.sleep(0)  # queued on the loop, for an hour
+            return waiting
+
+        waiting = loop.run_until_complete(queue_one())
+        assert not waiting.done()
+        session.stop(WAIT_SECONDS)  # the loop is open but stopped: flushed from here
+        result = loop.run_until_complete(asyncio.wait_for(waiting, WAIT_SECONDS))
+    finally:
+        loop.close()
+    np.testing.assert_array_equal(result["y"], rows(1, 1, 1) * 2 + 1)
