@@ -72,14 +72,15 @@ class RunPlacement:
             finally:
                 self.record(servable, kind, thread_time() - start)
 
-        return self.is_cheap(servable, prepared), timed_run
+        return self._cheap(servable, kind), timed_run
 
     def is_cheap(self, servable: Any, prepared: PreparedRun) -> bool:
         """Whether a run of this kind would go inline now (what `place` decides)."""
-        if self._threshold <= 0:
-            return False
+        return self._threshold > 0 and self._cheap(servable, _kind(prepared))
+
+    def _cheap(self, servable: Any, kind: Hashable) -> bool:
         costs = self._costs.get(servable)
-        return self.runs_inline(None if costs is None else costs.get(_kind(prepared)))
+        return self.runs_inline(None if costs is None else costs.get(kind))
 
     def runs_inline(self, cost: float | None) -> bool:
         """The rule: a kind whose average (None: never run) is below the threshold."""

@@ -5,28 +5,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Hashable
-from dataclasses import dataclass
 
 import pytest
 
 from servingd.batching.batch_scheduler import QueueOptions, QueueSpec
 from servingd.batching.loop_queues import LoopQueues
 from servingd.core.status import Code, ServingError
-
-WAIT_SECONDS = 10.0  # upper bound for anything a test waits on: a hang fails, never blocks
-
-
-@dataclass
-class Task:
-    size: int
-    name: str
-
-
-def split(task: Task, first: int, limit: int) -> list[Task]:
-    sizes = [min(first, task.size)] if first > 0 else []
-    while sum(sizes) < task.size:
-        sizes.append(min(limit, task.size - sum(sizes)))
-    return [Task(s, f"{task.name}.{i}") for i, s in enumerate(sizes)]
+from tests.unit.batching.test_batch_scheduler import WAIT_SECONDS, Task, split
 
 
 def spec(timeout_micros: int = 0, limit: int = 4, splitting: bool = False) -> QueueSpec[Task]:
