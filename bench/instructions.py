@@ -1,7 +1,7 @@
 """Instructions per request: servingd and the protocol floor under the same h2load load.
 
     .venv/bin/python -m bench.instructions [--model tiny] [--requests 20000] [--concurrency 16]
-        [--flags='--enable_batching ...'] [--rounds 3]
+        [--flags='--enable_batching ...'] [--rounds 3] [--python-floor]
 
 Throughput on a shared 2-core VM moves by 2x with the neighbours; the user-space instructions
 a server process retires per request (`perf stat -e instructions:u -p PID` around an h2load
@@ -9,7 +9,9 @@ run of a fixed number of requests) barely move, so this is the figure to rank ch
 request path by. Prints, per round, servingd's and the floor's instructions per request,
 h2load's requests per second (which the neighbours move) and their ratios; the c=16
 throughput target of issue 10 needs servingd <= 1.25x the floor's instructions, as both are
-bound by one event-loop thread. Needs `perf` (linux-perf) and `h2load`.
+bound by one event-loop thread. With `--python-floor`, the same for bench/python_floor.py
+(parse and inline run, nothing else): what servingd adds above the least a Python server does.
+Needs `perf` (linux-perf) and `h2load`.
 """
 
 from __future__ import annotations
@@ -67,6 +69,13 @@ def instructions_per_request(
     return int(match.group(1)) / requests, float(rate.group(1))
 
 
+def canned_response(root: Path, answer: bytes) -> Path:
+    """servingd's serialized answer, which both floors send back."""
+    canned = root / "response.pb"
+    canned.write_bytes(answer)
+    return canned
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.instructions")
     parser.add_argument("--model", default="tiny", choices=sorted(MODELS))
@@ -75,6 +84,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--flags", default="", help="extra servingd flags")
     parser.add_argument("--no-floor", action="store_true")
+    parser.add_argument(
+        "--python-floor", action="store_true", help="also measure bench/python_floor.py"
+    )
     args = parser.parse_args()
     model = MODELS[args.model]
     with tempfile.TemporaryDirectory(prefix="servingd-instr-") as tmp:
@@ -99,8 +111,7 @@ def main() -> None:
             floor = None
             if not args.no_floor:
                 floor_port = free_port()
-                canned = root / "response.pb"
-                canned.write_bytes(answer)
+                canned = canned_response(root, answer)
                 floor = ServerProcess(
                     "floor",
                     [
@@ -112,6 +123,22 @@ def main() -> None:
                     ],
                     [floor_port],
                     root / "f.log",
+                ).start()
+            python_floor = None
+            if args.python_floor:
+                python_port = free_port()
+                python_floor = ServerProcess(
+                    "python floor",
+                    [
+                        sys.executable,
+                        "-m",
+                        "bench.python_floor",
+                        f"--grpc_port={python_port}",
+                        f"--model={bases[model.name] / '1' / 'model.onnx'}",
+                        f"--grpc_response={canned_response(root, answer)}",
+                    ],
+                    [python_port],
+                    root / "p.log",
                 ).start()
             print(f"{model.name}: outputs {list(response.outputs)}; flags {args.flags!r}")
             try:
@@ -129,10 +156,19 @@ def main() -> None:
                             f"  ratio {ours / theirs:.2f}x instructions, "
                             f"{our_rate / their_rate:.2f}x req/s"
                         )
+                    if python_floor is not None:
+                        python, python_rate = instructions_per_request(
+                            python_floor.pid, python_port, frame, args.requests, args.concurrency
+                        )
+                        line += (
+                            f"  python floor {python / 1000:,.0f}k {python_rate:,.0f} req/s"
+                            f"  servingd/python floor {ours / python:.2f}x instructions"
+                        )
                     print(line, flush=True)
             finally:
-                if floor is not None:
-                    floor.stop()
+                for process in (floor, python_floor):
+                    if process is not None:
+                        process.stop()
 
 
 if __name__ == "__main__":
