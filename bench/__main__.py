@@ -33,6 +33,8 @@ from bench.tools import INSTALL_HELP, Tools, ensure_tools
 from servingd.protos.tensorflow_serving.apis import predict_pb2
 
 HERE = Path(__file__).parent
+# The key and title of servingd --enable_batching on mlp, in the gRPC section or on its own.
+BATCHED_SERIES = ("grpc/mlp/batching", "mlp gRPC: servingd --enable_batching")
 # (series key, title, one point's measurement at a concurrency)
 Contender = tuple[str, str, Callable[[int], loadgen.Point]]
 SECTIONS = (
@@ -208,16 +210,15 @@ class Bench:
                     (f"grpc/{name}/servingd", f"{name} gRPC: servingd",
                      self.h2load_measure(server, model, request)),
                 ]  # fmt: skip
-                if batched is not None and model is workload.MLP:
-                    contenders.append(
-                        ("grpc/mlp/batching", "mlp gRPC: servingd --enable_batching",
-                         self.h2load_measure(batched, model, request))
-                    )  # fmt: skip
+                with_batching = batched if model is workload.MLP else None
+                if with_batching is not None:
+                    measure = self.h2load_measure(with_batching, model, request)
+                    contenders.append((*BATCHED_SERIES, measure))
                 self.side_by_side(contenders)
                 floor.stop()  # idle, but one process less on two cores
                 self.series[f"grpc/{name}/servingd"].rss_bytes = server.rss_bytes()
-                if batched is not None and model is workload.MLP:
-                    self.series["grpc/mlp/batching"].rss_bytes = batched.rss_bytes()
+                if with_batching is not None:
+                    self.series[BATCHED_SERIES[0]].rss_bytes = with_batching.rss_bytes()
 
     @contextlib.contextmanager
     def batched_servingd(self) -> Iterator[ServerProcess]:
@@ -237,7 +238,7 @@ class Bench:
         print("gRPC Predict on mlp with --enable_batching")
         with self.batched_servingd() as server:
             self.h2load_series(
-                "grpc/mlp/batching", "mlp gRPC: servingd --enable_batching", server, workload.MLP,
+                *BATCHED_SERIES, server, workload.MLP,
                 workload.predict_request(workload.MLP),
             )  # fmt: skip
 

@@ -64,16 +64,9 @@ def instructions_per_request(
     done = re.search(r"(\d+) succeeded", result.stdout)
     if done is None or int(done.group(1)) != requests:
         raise RuntimeError(f"h2load did not complete every request:\n{result.stdout[-2000:]}")
-    rate = re.search(r"finished in [\d.]+s, ([\d.]+) req/s", result.stdout)
+    rate = re.search(r"finished in [\d.]+m?s, ([\d.]+) req/s", result.stdout)
     assert rate is not None, result.stdout
     return int(match.group(1)) / requests, float(rate.group(1))
-
-
-def canned_response(root: Path, answer: bytes) -> Path:
-    """servingd's serialized answer, which both floors send back."""
-    canned = root / "response.pb"
-    canned.write_bytes(answer)
-    return canned
 
 
 def main() -> None:
@@ -108,67 +101,51 @@ def main() -> None:
                 call = channel.unary_unary(PREDICT_PATH)
                 answer = call(frame.read_bytes()[5:], timeout=10)
             response = predict_pb2.PredictResponse.FromString(answer)
-            floor = None
+            canned = root / "response.pb"  # servingd's answer, which every floor sends back
+            canned.write_bytes(answer)
+            model_file = bases[model.name] / "1" / "model.onnx"
+            floors: list[tuple[str, str, list[str]]] = []  # (label, module, extra arguments)
             if not args.no_floor:
-                floor_port = free_port()
-                canned = canned_response(root, answer)
-                floor = ServerProcess(
-                    "floor",
-                    [
-                        sys.executable,
-                        "-m",
-                        "bench.protocol_floor",
-                        f"--grpc_port={floor_port}",
-                        f"--grpc_response={canned}",
-                    ],
-                    [floor_port],
-                    root / "f.log",
-                ).start()
-            python_floor = None
+                floors.append(("floor", "bench.protocol_floor", []))
             if args.python_floor:
-                python_port = free_port()
-                python_floor = ServerProcess(
-                    "python floor",
-                    [
-                        sys.executable,
-                        "-m",
-                        "bench.python_floor",
-                        f"--grpc_port={python_port}",
-                        f"--model={bases[model.name] / '1' / 'model.onnx'}",
-                        f"--grpc_response={canned_response(root, answer)}",
-                    ],
-                    [python_port],
-                    root / "p.log",
-                ).start()
+                floors.append(("python floor", "bench.python_floor", [f"--model={model_file}"]))
+            started: list[tuple[str, ServerProcess, int]] = []  # (label, process, port)
             print(f"{model.name}: outputs {list(response.outputs)}; flags {args.flags!r}")
             try:
+                for label, module, extra in floors:
+                    port = free_port()
+                    process = ServerProcess(
+                        label,
+                        [
+                            sys.executable,
+                            "-m",
+                            module,
+                            f"--grpc_port={port}",
+                            f"--grpc_response={canned}",
+                            *extra,
+                        ],
+                        [port],
+                        root / f"{module}.log",
+                    )
+                    started.append((label, process.start(), port))
                 for round_ in range(args.rounds):
                     ours, our_rate = instructions_per_request(
                         server.pid, grpc_port, frame, args.requests, args.concurrency
                     )
                     line = f"round {round_ + 1}: servingd {ours / 1000:,.0f}k {our_rate:,.0f} req/s"
-                    if floor is not None:
+                    for label, process, port in started:
                         theirs, their_rate = instructions_per_request(
-                            floor.pid, floor_port, frame, args.requests, args.concurrency
+                            process.pid, port, frame, args.requests, args.concurrency
                         )
                         line += (
-                            f"  floor {theirs / 1000:,.0f}k {their_rate:,.0f} req/s"
+                            f"  {label} {theirs / 1000:,.0f}k {their_rate:,.0f} req/s"
                             f"  ratio {ours / theirs:.2f}x instructions, "
                             f"{our_rate / their_rate:.2f}x req/s"
                         )
-                    if python_floor is not None:
-                        python, python_rate = instructions_per_request(
-                            python_floor.pid, python_port, frame, args.requests, args.concurrency
-                        )
-                        line += (
-                            f"  python floor {python / 1000:,.0f}k {python_rate:,.0f} req/s"
-                            f"  servingd/python floor {ours / python:.2f}x instructions"
-                        )
                     print(line, flush=True)
             finally:
-                for process in (floor, python_floor):
-                    if process is not None:
-                        process.stop()
+                for _, process, _ in started:
+                    process.stop()
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import signal
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import grpc
@@ -22,20 +23,38 @@ from aiohttp import web
 SERVICE = "tensorflow.serving.PredictionService"
 
 
+Predict = Callable[[bytes, grpc.aio.ServicerContext], Awaitable[bytes]]
+
+
+async def start_grpc(port: int, predict: Predict) -> grpc.aio.Server:
+    """A started grpc.aio server on 127.0.0.1:`port` whose only method is `Predict`. No
+    (de)serializers: the handler takes and returns the message bytes as they are."""
+    server = grpc.aio.server()
+    handler = grpc.method_handlers_generic_handler(
+        SERVICE, {"Predict": grpc.unary_unary_rpc_method_handler(predict)}
+    )
+    server.add_generic_rpc_handlers((handler,))
+    server.add_insecure_port(f"127.0.0.1:{port}")
+    await server.start()
+    return server
+
+
+async def until_signalled() -> None:
+    """Returns on SIGTERM or SIGINT."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    await stop.wait()
+
+
 async def serve(args: argparse.Namespace) -> None:
     grpc_response = Path(args.grpc_response).read_bytes()
 
     async def predict(_request: bytes, _context: grpc.aio.ServicerContext) -> bytes:
         return grpc_response
 
-    server = grpc.aio.server()
-    # No (de)serializers: the handler takes and returns the message bytes as they are.
-    handler = grpc.method_handlers_generic_handler(
-        SERVICE, {"Predict": grpc.unary_unary_rpc_method_handler(predict)}
-    )
-    server.add_generic_rpc_handlers((handler,))
-    server.add_insecure_port(f"127.0.0.1:{args.grpc_port}")
-    await server.start()
+    server = await start_grpc(args.grpc_port, predict)
 
     runner = None
     if args.rest_port:
@@ -51,11 +70,7 @@ async def serve(args: argparse.Namespace) -> None:
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", args.rest_port).start()
 
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    await stop.wait()
+    await until_signalled()
     if runner is not None:
         await runner.cleanup()
     await server.stop(1)

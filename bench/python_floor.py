@@ -15,16 +15,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
 from pathlib import Path
 
 import grpc
 import numpy as np
 import onnxruntime as ort
 
+from bench.protocol_floor import start_grpc, until_signalled
 from servingd.protos.tensorflow_serving.apis import predict_pb2
-
-SERVICE = "tensorflow.serving.PredictionService"
 
 
 async def serve(args: argparse.Namespace) -> None:
@@ -46,18 +44,8 @@ async def serve(args: argparse.Namespace) -> None:
         run(output_names, feeds, None)
         return grpc_response
 
-    server = grpc.aio.server()
-    handler = grpc.method_handlers_generic_handler(
-        SERVICE, {"Predict": grpc.unary_unary_rpc_method_handler(predict)}
-    )
-    server.add_generic_rpc_handlers((handler,))
-    server.add_insecure_port(f"127.0.0.1:{args.grpc_port}")
-    await server.start()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    await stop.wait()
+    server = await start_grpc(args.grpc_port, predict)
+    await until_signalled()
     await server.stop(1)
 
 

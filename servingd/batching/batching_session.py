@@ -28,7 +28,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Hashable, Mapping
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
@@ -42,6 +42,7 @@ from servingd.servables.onnx.onnx_servable import PreparedRun
 from servingd.servables.onnx.signature import Signature, TensorSpec
 
 Outputs = dict[str, np.ndarray]
+R = TypeVar("R")
 # Called once per run, from a batch thread: (outputs, None) or (None, error).
 Done = Callable[[Outputs | None, ServingError | None], None]
 _Answer = tuple[asyncio.Future[Outputs], Outputs | None, ServingError | None]
@@ -249,7 +250,8 @@ class BatchingSession:
             self._queue_options, functools.partial(self._process_batch, key), _split_task
         )
         task = _RunTask(request, 0, 0, size)
-        if loop is not None and self._cheap_queues.get(servable, {}).get(key[1:], False):
+        cheap = self._cheap_queues.get(servable)
+        if loop is not None and cheap is not None and cheap.get(key[1:], False):
             self._loop_queues_of(loop).schedule(key, spec, task)
         else:
             self._scheduler.schedule(key, spec, task)
@@ -309,7 +311,7 @@ class BatchingSession:
         on the batch threads as formed, and its queue goes back to them."""
         if self._process_batch(key, tasks, inline_only=True):
             return
-        self._cheap_queues.get(key[0], {})[key[1:]] = False
+        self._cheap_queues.setdefault(key[0], {})[key[1:]] = False
         try:
             self._scheduler.schedule_batch(key, spec, tasks)
         except ServingError as exc:  # shutting down: every caller still gets an answer
@@ -331,10 +333,10 @@ class BatchingSession:
         answered)."""
         return self._process_answers(lambda: self._run_batch(key, tasks, inline_only))
 
-    def _process_answers(self, answer: Callable[[], Any]) -> bool:
+    def _process_answers(self, answer: Callable[[], R]) -> R:
         """Calls `answer` (which answers tasks) and delivers its answers to each waiting
         event loop in one go: directly on the loop that is running here, else with one
-        call_soon_threadsafe per loop. Returns what `answer` returned, if a bool."""
+        call_soon_threadsafe per loop. Returns what `answer` returned."""
         answers: dict[Any, list[_Answer]] = {}
         _BATCH_ANSWERS.by_loop = answers
         try:
@@ -348,7 +350,7 @@ class BatchingSession:
                     continue
                 with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits
                     loop.call_soon_threadsafe(_resolve_all, batch)
-        return result if isinstance(result, bool) else True
+        return result
 
     def _run_batch(
         self, key: tuple[Any, ...], tasks: list[_RunTask], inline_only: bool = False

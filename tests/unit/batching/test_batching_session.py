@@ -412,18 +412,31 @@ def test_a_loop_batch_not_known_cheap_goes_to_the_threads_as_formed_with_its_que
         np.testing.assert_array_equal(result["y"], x * 2 + 1)
 
 
-def test_stop_runs_what_waits_in_the_loop_queues_without_its_timeout() -> None:
-    servable = FakeServable()
+def hour_long_batches() -> tuple[FakeServable, BatchingSession]:
+    """Batches of 2 rows that wait an hour to fill, all known cheap: on the event loop."""
     options = BatchingOptions(
         max_batch_size=2, batch_timeout_micros=3600 * 10**6, num_batch_threads=1
     )
-    session = BatchingSession(options, placement=CheapUpTo(2))
+    servable = FakeServable()
+    return servable, BatchingSession(options, placement=CheapUpTo(2))
+
+
+async def queue_for_an_hour(
+    session: BatchingSession, servable: FakeServable
+) -> asyncio.Future[Any]:
+    """A 1-row run left waiting in the loop's queue, after a full batch taught its cost."""
+    await session.run(servable, prepared(rows(0, 2, 1)))  # a full batch: no wait
+    waiting = asyncio.ensure_future(session.run(servable, prepared(rows(1, 1, 1))))
+    await asyncio.sleep(0)  # queued on the loop, for an hour
+    assert not waiting.done()
+    return waiting
+
+
+def test_stop_runs_what_waits_in_the_loop_queues_without_its_timeout() -> None:
+    servable, session = hour_long_batches()
 
     async def scenario() -> Any:
-        await session.run(servable, prepared(rows(0, 2, 1)))  # a full batch: no wait
-        waiting = asyncio.ensure_future(session.run(servable, prepared(rows(1, 1, 1))))
-        await asyncio.sleep(0)  # queued on the loop, for an hour
-        assert not waiting.done()
+        waiting = await queue_for_an_hour(session, servable)
         await asyncio.wait_for(asyncio.to_thread(session.stop), WAIT_SECONDS)
         return await asyncio.wait_for(waiting, WAIT_SECONDS)
 
@@ -433,22 +446,10 @@ def test_stop_runs_what_waits_in_the_loop_queues_without_its_timeout() -> None:
 
 
 def test_stop_runs_the_loop_queues_of_a_loop_that_is_not_running() -> None:
-    servable = FakeServable()
-    options = BatchingOptions(
-        max_batch_size=2, batch_timeout_micros=3600 * 10**6, num_batch_threads=1
-    )
-    session = BatchingSession(options, placement=CheapUpTo(2))
+    servable, session = hour_long_batches()
     loop = asyncio.new_event_loop()
     try:
-
-        async def queue_one() -> asyncio.Future[Any]:
-            await session.run(servable, prepared(rows(0, 2, 1)))  # a full batch: no wait
-            waiting = asyncio.ensure_future(session.run(servable, prepared(rows(1, 1, 1))))
-            await asyncio.sleep(0)  # queued on the loop, for an hour
-            return waiting
-
-        waiting = loop.run_until_complete(queue_one())
-        assert not waiting.done()
+        waiting = loop.run_until_complete(queue_for_an_hour(session, servable))
         session.stop(WAIT_SECONDS)  # the loop is open but stopped: flushed from here
         result = loop.run_until_complete(asyncio.wait_for(waiting, WAIT_SECONDS))
     finally:
