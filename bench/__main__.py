@@ -47,11 +47,14 @@ SECTIONS = (
     "workers",
     "lifecycle",
 )
+# batch_timeout_micros 1000: the low end of the 1-10 ms that TF Serving's batching guide
+# suggests trying after 0. At 0 a batch holds only what arrived while the previous one ran:
+# ~1 request at mlp c=16, so batching cost more than it saved (bench/README.md, "Batching").
 BATCHING_PARAMETERS = (
-    "max_batch_size { value: 64 }\n"
-    "batch_timeout_micros { value: 0 }\n"
-    "max_enqueued_batches { value: 1000 }\n"
-    "num_batch_threads { value: 2 }\n"
+    "max_batch_size {{ value: 64 }}\n"
+    "batch_timeout_micros {{ value: {timeout} }}\n"
+    "max_enqueued_batches {{ value: 1000 }}\n"
+    "num_batch_threads {{ value: 2 }}\n"
 )
 
 
@@ -223,7 +226,7 @@ class Bench:
     @contextlib.contextmanager
     def batched_servingd(self) -> Iterator[ServerProcess]:
         params = self.work / "batching.config"
-        params.write_text(BATCHING_PARAMETERS)
+        params.write_text(BATCHING_PARAMETERS.format(timeout=self.args.batch_timeout_micros))
         flags = [
             self.all_models_config(),
             "--enable_batching",
@@ -335,6 +338,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--repeat", type=int, default=1, help="runs per point; the median is reported")
     p.add_argument(
         "--only", default=",".join(SECTIONS), help=f"comma list of {', '.join(SECTIONS)}"
+    )
+    p.add_argument(
+        "--batch_timeout_micros",
+        type=int,
+        default=1000,
+        help="batch_timeout_micros of servingd --enable_batching on mlp",
     )
     p.add_argument("--workers", default="1,2", help="--workers values to measure")
     p.add_argument("--cycles", type=int, help="load/unload cycles (default 1000)")
