@@ -24,7 +24,8 @@ always reads a local directory; the mirror decides when a remote version may be 
 Credentials and endpoints come from the environment, as each fsspec backend reads them: s3fs
 (botocore) takes AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_PROFILE,
 AWS_DEFAULT_REGION and AWS_ENDPOINT_URL; gcsfs takes GOOGLE_APPLICATION_CREDENTIALS or the
-metadata server; fsspec adds FSSPEC_<PROTOCOL>_<ARG> (e.g. FSSPEC_S3_ENDPOINT_URL). TF
+metadata server, and STORAGE_EMULATOR_HOST for an emulator (with no credentials found,
+access is anonymous); fsspec adds FSSPEC_<PROTOCOL>_<ARG> (e.g. FSSPEC_S3_ENDPOINT_URL). TF
 Serving's S3_ENDPOINT and S3_USE_HTTPS work too when AWS_ENDPOINT_URL is not set.
 
 Threads: like the tracker it replaces, a mirror is used by one source under that source's
@@ -108,6 +109,13 @@ def open_filesystem(base_uri: str) -> Any:
             # TF Serving's variables: a host[:port], https unless S3_USE_HTTPS=0.
             scheme = "http" if os.environ.get("S3_USE_HTTPS", "1") == "0" else "https"
             options["endpoint_url"] = endpoint if "://" in endpoint else f"{scheme}://{endpoint}"
+    if protocol in ("gs", "gcs") and os.environ.get("STORAGE_EMULATOR_HOST"):
+        # gcsfs's default class asks Google's storage-control API for every bucket's layout
+        # (hierarchical or not), which an emulator does not serve: each listing and download
+        # would retry that call and log a warning. The plain class speaks only the JSON API.
+        from gcsfs.core import GCSFileSystem
+
+        return GCSFileSystem(skip_instance_cache=True, **options)
     # Own instance: fsspec's instance cache would pin the environment of its first use.
     return fsspec.filesystem(protocol, skip_instance_cache=True, **options)
 

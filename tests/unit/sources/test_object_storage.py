@@ -303,17 +303,23 @@ def test_missing_backend_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> Non
     )
 
 
-def test_s3_and_gs_resolve_to_their_fsspec_backends() -> None:
+def test_s3_and_gs_resolve_to_their_fsspec_backends(monkeypatch: pytest.MonkeyPatch) -> None:
     check_supported("s3://bucket/m")
+    check_supported("gs://bucket/m")
     assert type(open_filesystem("s3://bucket/m")).__name__ == "S3FileSystem"
-    # gcsfs is an optional extra, not a dev dependency: say which case ran.
-    try:
-        fsspec.get_filesystem_class("gs")
-    except ImportError:
-        with pytest.raises(InvalidArgument, match=r"pip install 'servingd\[gcs\]'"):
-            check_supported("gs://bucket/m")
-    else:
-        check_supported("gs://bucket/m")
+    monkeypatch.delenv("STORAGE_EMULATOR_HOST", raising=False)
+    # As FSSPEC_GS_TOKEN=anon would: without it gcsfs probes for credentials for ~15 s.
+    monkeypatch.setitem(fsspec.config.conf, "gs", {"token": "anon"})
+    assert isinstance(open_filesystem("gs://bucket/m"), fsspec.get_filesystem_class("gs"))
+
+
+def test_gcs_emulator_gets_the_plain_gcs_file_system(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not gcsfs's default class, whose bucket-layout lookups an emulator cannot answer."""
+    from gcsfs.core import GCSFileSystem
+
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", "http://127.0.0.1:9")
+    fs = open_filesystem("gs://bucket/m")
+    assert type(fs) is GCSFileSystem
 
 
 def test_tf_serving_s3_endpoint_variables(monkeypatch: pytest.MonkeyPatch) -> None:

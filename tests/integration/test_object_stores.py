@@ -1,12 +1,15 @@
-"""Model stores on S3: a real S3-compatible server (moto's) on loopback, started here.
+"""Model stores on S3 and GCS: a real server of each (moto's S3, gcp-storage-emulator's GCS
+JSON API) on loopback, started here.
 
-The source is exercised in-process against it (with stepped clocks, so settling is
-deterministic), then a real servingd process serves `s3://bucket/model` from it with the
-credentials and endpoint taken from the environment, as a deployment would.
+Every test runs on both. The source is exercised in-process against the store (with stepped
+clocks, so settling is deterministic), then a real servingd process serves `s3://...` or
+`gs://...` from it with the credentials and endpoint taken from the environment, as a
+deployment would.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -15,9 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import fsspec
 import numpy as np
 import pytest
+from gcp_storage_emulator.server import create_server
 from moto.server import ThreadedMotoServer
 
 from servingd.core.servable_data import ServableData
@@ -28,19 +31,25 @@ from servingd.sources.file_system_storage_path_source import (
     FileSystemStoragePathSourceConfig,
     ServableToMonitor,
 )
-from servingd.sources.object_storage import LISTING_FILE, cache_root
+from servingd.sources.object_storage import LISTING_FILE, cache_root, open_filesystem
 from servingd.tensor_codec import to_ndarray, to_tensor_proto
 from servingd.testing.models import affine
 from tests.integration.conftest import StartServer
-from tests.integration.server_process import ServerProcess
+from tests.integration.server_process import ServerProcess, free_port
 
 State = get_model_status_pb2.ModelVersionStatus
 
 
 @dataclass
-class S3:
-    fs: Any
-    endpoint: str
+class Store:
+    scheme: str  # s3 or gs
+    fs: Any  # servingd's own file system for the scheme, made from the environment
+
+    def uri(self, path: str) -> str:
+        return f"{self.scheme}://{path}"
+
+    def make_bucket(self, name: str) -> None:
+        self.fs.mkdir(name)
 
     def upload(self, files: dict[str, bytes]) -> None:
         self.fs.pipe(files)
@@ -49,25 +58,45 @@ class S3:
         self.fs.rm(prefix, recursive=True)
 
 
-@pytest.fixture(scope="module")
-def s3() -> Iterator[S3]:
+@contextlib.contextmanager
+def s3_server(env: pytest.MonkeyPatch) -> Iterator[None]:
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
     try:
-        with pytest.MonkeyPatch.context() as env:
-            # What a deployment sets; servingd processes started here inherit it.
-            env.setenv("AWS_ENDPOINT_URL", endpoint)
-            env.setenv("AWS_ACCESS_KEY_ID", "test")
-            env.setenv("AWS_SECRET_ACCESS_KEY", "test")
-            env.setenv("AWS_DEFAULT_REGION", "us-east-1")
-            for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL_S3"):
-                env.delenv(name, raising=False)
-            yield S3(fsspec.filesystem("s3", skip_instance_cache=True), endpoint)
+        # What a deployment sets; servingd processes started here inherit it.
+        env.setenv("AWS_ENDPOINT_URL", f"http://{host}:{port}")
+        env.setenv("AWS_ACCESS_KEY_ID", "test")
+        env.setenv("AWS_SECRET_ACCESS_KEY", "test")
+        env.setenv("AWS_DEFAULT_REGION", "us-east-1")
+        for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL_S3"):
+            env.delenv(name, raising=False)
+        yield
     finally:
         server.stop()
+
+
+@contextlib.contextmanager
+def gcs_server(env: pytest.MonkeyPatch) -> Iterator[None]:
+    logging.getLogger("gcp_storage_emulator").setLevel(logging.WARNING)
+    port = free_port()
+    server = create_server("127.0.0.1", port, in_memory=True)
+    server.start()
+    try:
+        # What a deployment against an emulator sets: no credentials, so anonymous access.
+        env.setenv("STORAGE_EMULATOR_HOST", f"http://127.0.0.1:{port}")
+        env.delenv("GOOGLE_APPLICATION_CREDENTIALS", raising=False)
+        yield
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module", params=["s3", "gs"])
+def store(request: pytest.FixtureRequest) -> Iterator[Store]:
+    serve = s3_server if request.param == "s3" else gcs_server
+    with pytest.MonkeyPatch.context() as env, serve(env):
+        yield Store(request.param, open_filesystem(f"{request.param}://"))
 
 
 class Clock:
@@ -78,10 +107,10 @@ class Clock:
         return self.now
 
 
-def test_source_lists_settles_and_downloads_from_s3(s3: S3, tmp_path: Path) -> None:
-    s3.fs.mkdir("source-test")
-    base = "s3://source-test/models/half"
-    s3.upload(
+def test_source_lists_settles_and_downloads(store: Store, tmp_path: Path) -> None:
+    store.make_bucket("source-test")
+    base = store.uri("source-test/models/half")
+    store.upload(
         {
             "source-test/models/half/1/model.onnx": affine(0.5, 2.0),
             "source-test/models/half/2/variables.bin": b"upload in progress",
@@ -116,7 +145,7 @@ def test_source_lists_settles_and_downloads_from_s3(s3: S3, tmp_path: Path) -> N
 
     # Its model arrives: but a fresh upload must settle first (the listing is re-checked).
     wall_offset[0] = 0.0
-    s3.upload({"source-test/models/half/2/model.onnx": affine(0.5, 3.0)})
+    store.upload({"source-test/models/half/2/model.onnx": affine(0.5, 3.0)})
     assert source.poll_once()
     assert calls[-1] == [1]
     clock.now += 0.5
@@ -125,13 +154,13 @@ def test_source_lists_settles_and_downloads_from_s3(s3: S3, tmp_path: Path) -> N
     assert (root / "2" / "variables.bin").read_bytes() == b"upload in progress"
 
     # Gone remotely: unaspired, and its local copy removed.
-    s3.delete("source-test/models/half/1")
+    store.delete("source-test/models/half/1")
     assert source.poll_once()
     assert calls[-1] == [2]
     assert sorted(os.listdir(root)) == ["2"]
 
 
-# ----- a real servingd on s3:// -------------------------------------------------------------
+# ----- a real servingd on the store -----------------------------------------------------------
 
 
 def predict(server: ServerProcess, x: np.ndarray, version: int | None = None) -> tuple[int, Any]:
@@ -162,7 +191,7 @@ def wait_for_states(server: ServerProcess, wanted: dict[int, int], timeout: floa
     raise AssertionError(f"states {seen}, wanted {wanted}:\n{server.log()}")
 
 
-def start_on_s3(start_server: StartServer, tmp_path: Path, base: str) -> ServerProcess:
+def start_on_store(start_server: StartServer, tmp_path: Path, base: str) -> ServerProcess:
     config = tmp_path / "models.config"
     config.write_text(
         "model_config_list { config { name: 'half' "
@@ -177,21 +206,21 @@ def start_on_s3(start_server: StartServer, tmp_path: Path, base: str) -> ServerP
     )
 
 
-def test_servingd_serves_versions_as_they_appear_and_disappear_on_s3(
-    s3: S3, start_server: StartServer, tmp_path: Path
+def test_servingd_serves_versions_as_they_appear_and_disappear(
+    store: Store, start_server: StartServer, tmp_path: Path
 ) -> None:
-    s3.fs.mkdir("models")
-    base = "s3://models/half"
-    s3.upload({"models/half/1/model.onnx": affine(0.5, 2.0)})
-    server = start_on_s3(start_server, tmp_path, base)
+    store.make_bucket("models")
+    base = store.uri("models/half")
+    store.upload({"models/half/1/model.onnx": affine(0.5, 2.0)})
+    server = start_on_store(start_server, tmp_path, base)
     x = np.array([[1.0], [2.0], [5.0]], dtype=np.float32)
     version, y = predict(server, x)
     assert version == 1
     np.testing.assert_array_equal(y, 0.5 * x + 2.0)
 
     # Appear: a partial upload (3, no model.onnx) first, then a complete version 2.
-    s3.upload({"models/half/3/variables.bin": b"x" * 1024})
-    s3.upload({"models/half/2/model.onnx": affine(0.5, 3.0)})
+    store.upload({"models/half/3/variables.bin": b"x" * 1024})
+    store.upload({"models/half/2/model.onnx": affine(0.5, 3.0)})
     wait_for_states(server, {1: State.AVAILABLE, 2: State.AVAILABLE})
     version, y = predict(server, x)
     assert version == 2
@@ -200,7 +229,7 @@ def test_servingd_serves_versions_as_they_appear_and_disappear_on_s3(
     assert 3 not in states(server)
 
     # Disappear.
-    s3.delete("models/half/1")
+    store.delete("models/half/1")
     wait_for_states(server, {1: State.END, 2: State.AVAILABLE})
     cache = Path(cache_root(str(tmp_path / "cache"), base))
     assert sorted(os.listdir(cache)) == ["2"]
@@ -208,31 +237,32 @@ def test_servingd_serves_versions_as_they_appear_and_disappear_on_s3(
 
     # Restart on the same cache: the unchanged version is not downloaded again.
     server.stop()
-    again = start_on_s3(start_server, tmp_path, base)
+    again = start_on_store(start_server, tmp_path, base)
     assert predict(again, x)[0] == 2
     assert os.stat(cache / "2" / LISTING_FILE).st_ino == listing.st_ino
-    assert "Downloaded s3://models/half/2" not in again.log()
-    assert "Downloaded s3://models/half/2" in server.log()
+    assert f"Downloaded {base}/2" not in again.log()
+    assert f"Downloaded {base}/2" in server.log()
 
 
 def test_missing_bucket_is_reported_and_retried(
-    s3: S3, start_server: StartServer, tmp_path: Path
+    store: Store, start_server: StartServer, tmp_path: Path
 ) -> None:
+    base = store.uri("no-such-bucket/half")
     server = start_server(
         "--model_name=half",
-        "--model_base_path=s3://no-such-bucket/half",
+        f"--model_base_path={base}",
         f"--object_storage_cache_dir={tmp_path / 'cache'}",
         rest=False,
     )
-    error = "Could not find base path s3://no-such-bucket/half for servable half"
+    error = f"Could not find base path {base} for servable half"
     deadline = time.monotonic() + 30
     while error not in server.log() and time.monotonic() < deadline:
         assert server.process is not None and server.process.poll() is None, server.log()
         time.sleep(0.05)
     assert error in server.log()
 
-    s3.fs.mkdir("no-such-bucket")
-    s3.upload({"no-such-bucket/half/7/model.onnx": affine(2.0, 0.0)})
+    store.make_bucket("no-such-bucket")
+    store.upload({"no-such-bucket/half/7/model.onnx": affine(2.0, 0.0)})
     server.wait_until_available("half", timeout=30)
     version, y = predict(server, np.ones((1, 1), np.float32))
     assert version == 7
