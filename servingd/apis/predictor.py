@@ -29,7 +29,7 @@ from servingd.batching import BatchingSession
 from servingd.core.servable_handle import ServableHandle
 from servingd.monitoring.metrics import BATCH_WAIT, QUEUE_WAIT, ServingMetrics
 from servingd.monitoring.request_logger import RequestLogger
-from servingd.monitoring.request_metrics import current_scope, run_timing
+from servingd.monitoring.request_metrics import RunClock, current_scope, run_timing
 from servingd.protos.tensorflow_serving.apis import model_pb2, prediction_log_pb2
 from servingd.servables.onnx import OnnxServable, Signature
 from servingd.servables.onnx.example_inputs import example_inputs
@@ -70,6 +70,8 @@ class PredictResult:
     outputs: dict[str, np.ndarray]
     version: int
     signature_name: str
+    # How long the run waited: for a thread or a batch before it, for the loop after it.
+    wait_ns: int = 0
 
 
 # Per example method: TF's API name of the run, and the PredictionLog field and type.
@@ -154,8 +156,11 @@ class Predictor:
             if self._check_predict_method:  # after the lookup, before the inputs, as TF
                 check_predict_method(servable.signature(ref.signature_name))
             prepared = servable.prepare(ref.signature_name, inputs, output_filter)
-            outputs = await self._run(servable, prepared, "Predict")
-            result = PredictResult(outputs, handle.id.version, prepared.signature_name)
+            timing = run_timing() or RunClock()
+            outputs = await self._run(servable, prepared, "Predict", timing)
+            result = PredictResult(
+                outputs, handle.id.version, prepared.signature_name, timing.wait_ns()
+            )
             if (logger := self._sampled_logger(ref.name)) is not None:
                 logger.log("predict_log", *_predict_log(ref, inputs, output_filter, result))
             return result
@@ -178,7 +183,7 @@ class Predictor:
             servable: OnnxServable = handle.servable
             key, signature = inference_signature(servable.signatures, ref.signature_name, method)
             inputs, count = _counted(example_inputs(input_proto, signature.inputs))
-            outputs = await self._run(servable, servable.prepare(key, inputs), api)
+            outputs = await self._run(servable, servable.prepare(key, inputs), api, run_timing())
             if method == CLASSIFY_METHOD:
                 result = classification_result(outputs, count)
             else:
@@ -200,7 +205,7 @@ class Predictor:
             # Every derived signature shares serving_default's inputs, and serving_default
             # names each graph output by itself: one run fetches what all the tasks need.
             prepared = servable.prepare(DEFAULT_SERVING_SIGNATURE, inputs, output_names(plan))
-            outputs = await self._run(servable, prepared, "MultiInference")
+            outputs = await self._run(servable, prepared, "MultiInference", run_timing())
             response = multi_inference_response(plan, outputs, count, handle.id.version)
             if (logger := self._sampled_logger(ref.name)) is not None:
                 log = prediction_log_pb2.MultiInferenceLog(request=request, response=response)
@@ -213,10 +218,10 @@ class Predictor:
         return logger if logger is not None and logger.sample() else None
 
     async def _run(
-        self, servable: OnnxServable, prepared: PreparedRun, api: str = "Predict"
+        self, servable: OnnxServable, prepared: PreparedRun, api: str, timing: RunClock | None
     ) -> dict[str, Any]:
-        """Runs the model; `api` names the call in TF's runtime_latency metric."""
-        timing = run_timing()  # None unless the request is metered
+        """Runs the model; `api` names the call in TF's runtime_latency metric, `timing`
+        (run_timing(): None unless the request is metered) learns the run's checkpoints."""
         if self._batching is not None and self._batching.accepts(servable, prepared):
             outputs = await self._batching.run(servable, prepared, timing)
             if timing is not None:

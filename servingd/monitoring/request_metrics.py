@@ -85,7 +85,44 @@ class RunTiming(Protocol):
     def record(self, api: str, wait_stage: int) -> None: ...
 
 
-class RequestScope:
+class RunClock:
+    """A RunTiming of its own: what a caller uses to learn its run's wait (`wait_ns`) when
+    no RequestScope measures the request (Predictor.predict, for the V2 statistics)."""
+
+    __slots__ = ("finished_ns", "queued_ns", "returned_ns", "started_ns")
+
+    def __init__(self) -> None:
+        self.queued_ns = perf_counter_ns()
+        self.started_ns = self.finished_ns = self.returned_ns = 0
+
+    def mark_started(self) -> None:
+        # A request split across batches started with its first part.
+        if not self.started_ns:
+            self.started_ns = perf_counter_ns()
+
+    def mark_finished(self) -> None:
+        self.finished_ns = perf_counter_ns()
+
+    def call(self, function: Callable[..., T], *args: Any) -> T:
+        self.started_ns = perf_counter_ns()
+        try:
+            return function(*args)
+        finally:
+            self.finished_ns = perf_counter_ns()
+
+    def record(self, api: str, wait_stage: int) -> None:
+        """The model run finished and its caller resumed; `wait_stage` is QUEUE_WAIT or
+        BATCH_WAIT, where it waited."""
+        self.returned_ns = perf_counter_ns()
+
+    def wait_ns(self) -> int:
+        """Hand-off -> run start, plus run end -> the caller resumed; 0 before a run."""
+        if not self.started_ns:
+            return 0
+        return self.started_ns - self.queued_ns + self.returned_ns - self.finished_ns
+
+
+class RequestScope(RunClock):
     """Context manager for one API call, and the RunTiming of its model run; see the module
     docstring. Belongs to the coroutine that opened it; only the run's thread writes to it
     besides (started_ns, finished_ns), before the coroutine resumes."""
@@ -93,18 +130,14 @@ class RequestScope:
     __slots__ = (
         "_cancelled_status",
         "_metrics",
-        "_returned_ns",
         "_start_ns",
         "_token",
         "_wait_stage",
         "api",
         "entrypoint",
         "examples",
-        "finished_ns",
         "model_name",
-        "queued_ns",
         "run_api",
-        "started_ns",
         "version",
     )
 
@@ -126,7 +159,7 @@ class RequestScope:
         self.examples = 0
         self.run_api = ""  # TF's API name of the model run, once there was one
         self._wait_stage = QUEUE_WAIT
-        self.queued_ns = self.started_ns = self.finished_ns = 0
+        self.queued_ns = self.started_ns = self.finished_ns = self.returned_ns = 0
 
     def __enter__(self) -> RequestScope:
         self._start_ns = perf_counter_ns()
@@ -155,7 +188,7 @@ class RequestScope:
         if not self.run_api:
             timings: Timings = (end_ns - start, 0, 0, 0, 0, 0)
         else:
-            returned = self._returned_ns
+            returned = self.returned_ns
             if self.version is None or not self.started_ns:
                 timings = (end_ns - start, returned - queued, 0, 0, 0, 0)
             else:
@@ -163,7 +196,7 @@ class RequestScope:
                     end_ns - start,
                     returned - queued,
                     queued - start,
-                    self.started_ns - queued + returned - self.finished_ns,
+                    self.wait_ns(),
                     self.finished_ns - self.started_ns,
                     end_ns - returned,
                 )
@@ -189,27 +222,8 @@ class RequestScope:
                 self.examples
             )
 
-    # ----- RunTiming ------------------------------------------------------------------------
-
-    def mark_started(self) -> None:
-        # A request split across batches started with its first part.
-        if not self.started_ns:
-            self.started_ns = perf_counter_ns()
-
-    def mark_finished(self) -> None:
-        self.finished_ns = perf_counter_ns()
-
-    def call(self, function: Callable[..., T], *args: Any) -> T:
-        self.started_ns = perf_counter_ns()
-        try:
-            return function(*args)
-        finally:
-            self.finished_ns = perf_counter_ns()
-
     def record(self, api: str, wait_stage: int) -> None:
-        """The model run finished and its caller resumed; `wait_stage` is QUEUE_WAIT or
-        BATCH_WAIT, where it waited."""
-        self._returned_ns = perf_counter_ns()
+        super().record(api, wait_stage)
         self.run_api, self._wait_stage = api, wait_stage
 
 
@@ -323,7 +337,7 @@ def metered(api: str, entrypoint: str = "GRPC") -> Callable[[Handler[R]], Handle
     return decorate
 
 
-def run_timing() -> RunTiming | None:
+def run_timing() -> RunClock | None:
     """The RunTiming of the current request's model run (the scope itself, its hand-off time
     set now); None when nothing is measured."""
     scope = _CURRENT.get()

@@ -428,7 +428,8 @@ def test_batched_models_config_and_count_rows(batching_server: ServerProcess) ->
         # Unknown rank has no batch dimension to batch on.
         types = client.get_model_config("types")
         assert types["max_batch_size"] == 0 and "dynamic_batching" not in types
-        before = stat_counts(client.get_inference_statistics("two"))[("two", "1")]
+        before_stats = client.get_inference_statistics("two")
+        before = stat_counts(before_stats)[("two", "1")]
         for rows in (3, 1):
             a = np.ones((rows, 3), np.float32)
             b = np.zeros(rows, np.int64)
@@ -443,5 +444,12 @@ def test_batched_models_config_and_count_rows(batching_server: ServerProcess) ->
             for s in after["model_stats"][0]["batch_stats"]
         ]
         assert sizes == [(1, 1), (3, 1)]
+        # Each request came alone, under max_batch_size: its batch waited out the 200 µs
+        # batch_timeout_micros before it ran, and that wait is queue time.
+        queue_ns = [
+            int(stats["model_stats"][0]["inference_stats"]["queue"]["ns"])
+            for stats in (before_stats, after)
+        ]
+        assert queue_ns[1] - queue_ns[0] >= 2 * 200_000
     finally:
         client.close()

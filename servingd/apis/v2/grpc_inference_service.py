@@ -76,7 +76,7 @@ class GrpcInferenceService(grpc_service_pb2_grpc.GRPCInferenceServiceServicer):
             inputs = decode_inputs(request)
             timer.decoded()
             result = await self._predictor.predict(ref, inputs, [o.name for o in request.outputs])
-            timer.ran()
+            timer.ran(result.wait_ns)
             response = pb.ModelInferResponse(
                 model_name=request.model_name, model_version=str(result.version), id=request.id
             )

@@ -155,7 +155,7 @@ class RestV2Handler:
             )
             timer.decoded()
             result = await self._predictor.predict(ref, request.inputs, request.outputs)
-            timer.ran()
+            timer.ran(result.wait_ns)
             size = sum(array.size for array in result.outputs.values())
             payload, json_length = await self._convert(
                 lambda: infer_response(name, result.version, request, result.outputs),

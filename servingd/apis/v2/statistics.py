@@ -6,10 +6,11 @@ What a request adds (Triton's meanings, as far as the V2 layer can see them):
 
   success         one per answered request; ns from the call's start to its response built
   compute_input   decoding the request's tensors
-  compute_infer   Predictor.predict: resolve, validate, wait for a thread or a batch, run
+  compute_infer   Predictor.predict but its queue time: resolve, validate, run
   compute_output  building the response
-  queue           one per request with 0 ns: the wait before a run happens inside predict,
-                  out of this layer's sight, so it is counted in compute_infer
+  queue           one per request: the run's wait for a batch (--enable_batching) or a
+                  thread before it starts, and for the event loop once it ended (~0 for a
+                  run inline on the loop)
   fail            one per request that failed once its model version was known
   inference_count the request's batch (its first dimension) for a model whose ModelConfig
                   has max_batch_size > 0, else 1; execution_count one per request, also when
@@ -75,19 +76,21 @@ class StatsAggregator:
 
 class RequestTimer:
     """The checkpoints of one V2 infer request: create it when the call starts, call
-    `decoded()` and `ran()` as it passes them, then record it."""
+    `decoded()` and `ran(result.wait_ns)` as it passes them, then record it."""
 
-    __slots__ = ("decoded_ns", "ran_ns", "start_ns")
+    __slots__ = ("decoded_ns", "queue_ns", "ran_ns", "start_ns")
 
     def __init__(self) -> None:
         self.start_ns = perf_counter_ns()
-        self.decoded_ns = self.ran_ns = 0
+        self.decoded_ns = self.ran_ns = self.queue_ns = 0
 
     def decoded(self) -> None:
         self.decoded_ns = perf_counter_ns()
 
-    def ran(self) -> None:
+    def ran(self, queue_ns: int) -> None:
+        """Predictor.predict returned; its run waited `queue_ns` of that time."""
         self.ran_ns = perf_counter_ns()
+        self.queue_ns = queue_ns
 
 
 class InferenceStatistics:
@@ -106,7 +109,7 @@ class InferenceStatistics:
         stats = self._versions.get((name, version)) or self._add(name, version)
         batch = _batch_size(inputs) if stats.batched else 1
         compute_input = timer.decoded_ns - timer.start_ns
-        compute_infer = timer.ran_ns - timer.decoded_ns
+        compute_infer = timer.ran_ns - timer.decoded_ns - timer.queue_ns
         compute_output = end_ns - timer.ran_ns
         now_ms = time.time_ns() // 1_000_000
         with self._lock:
@@ -114,7 +117,7 @@ class InferenceStatistics:
             stats.inference_count += batch
             stats.execution_count += 1
             stats.success.add(end_ns - timer.start_ns)
-            stats.queue.add(0)
+            stats.queue.add(timer.queue_ns)
             per_batch = stats.batches.get(batch)
             if per_batch is None:
                 per_batch = stats.batches[batch] = BatchStats()

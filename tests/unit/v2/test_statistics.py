@@ -38,7 +38,7 @@ def predictor(tmp_path: Path) -> Iterator[Predictor]:
 def timed() -> RequestTimer:
     timer = RequestTimer()
     timer.decoded()
-    timer.ran()
+    timer.ran(0)
     return timer
 
 
@@ -59,11 +59,28 @@ def test_a_success_adds_one_request_and_its_stages(predictor: Predictor) -> None
     # Not batched (no batching options): one inference, whatever the rows.
     assert (entry_["inference_count"], entry_["execution_count"]) == (1, 1)
     assert [infer[k]["count"] for k in infer] == [1, 0, 1, 1, 1, 1, 0, 0]
-    stages = ("compute_input", "compute_infer", "compute_output")
+    stages = ("queue", "compute_input", "compute_infer", "compute_output")
     assert infer["success"]["ns"] == sum(infer[k]["ns"] for k in stages)
-    assert infer["queue"]["ns"] == 0
     assert [b["batch_size"] for b in entry_["batch_stats"]] == [1]
     assert entry_["last_inference"] > 0
+
+
+def test_the_runs_wait_is_queue_time_not_compute_infer(predictor: Predictor) -> None:
+    statistics = InferenceStatistics(predictor)
+    timer = RequestTimer()
+    # Predict took 5 ms after 1 ms of decoding, of which its run waited 3 ms (for a batch).
+    timer.start_ns -= 10_000_000
+    timer.decoded_ns = timer.start_ns + 1_000_000
+    timer.ran_ns, timer.queue_ns = timer.decoded_ns + 5_000_000, 3_000_000
+    statistics.record_success("two", 1, rows(1), timer)
+    (entry_,) = stats(statistics, "two")
+    infer = entry_["inference_stats"]
+    assert (infer["queue"], infer["compute_input"], infer["compute_infer"]) == (
+        {"count": 1, "ns": 3_000_000},
+        {"count": 1, "ns": 1_000_000},
+        {"count": 1, "ns": 2_000_000},
+    )
+    assert infer["success"]["ns"] == 6_000_000 + infer["compute_output"]["ns"]
 
 
 def test_a_batched_model_counts_its_rows_per_batch_size(predictor: Predictor) -> None:
