@@ -27,7 +27,7 @@ from servingd.servables.onnx import SessionConfig
 from servingd.servables.warmup import WarmupOptions
 from servingd.server import MAX_MESSAGE_BYTES, Server, ServerOptions, build_server
 from servingd.server_core import ServerCoreOptions
-from servingd.workers import check_worker_flags, run_workers
+from servingd.workers import check_worker_flags, exec_supervisor
 
 logger = logging.getLogger("servingd")
 
@@ -356,7 +356,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         check_worker_flags(args.workers, args.port, args.grpc_socket_path)
         if args.workers > 1:
             flags = sys.argv[1:] if argv is None else list(argv)
-            return run_workers(flags, args.workers, args.shutdown_grace_seconds)
+            exec_supervisor(
+                flags,
+                args.workers,
+                args.shutdown_grace_seconds,
+                str(args.log_level),
+                args.log_format,
+            )
         asyncio.run(serve(build_server(options)))
     except ServingError as exc:
         # TF Serving's wording and exit status (-1), so wrappers that grep for it still work.

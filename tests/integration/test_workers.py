@@ -84,6 +84,12 @@ def test_two_workers_answer_grpc_and_rest_and_stop_on_sigterm(
     assert server.process is not None
     workers = worker_pids(server.process.pid)
     assert len(workers) == 2, server.log()
+    # The supervisor checked the flags with all of servingd imported, then became the light
+    # `python -m servingd.workers`, with the same pid: no gRPC library in its memory.
+    with open(f"/proc/{server.process.pid}/cmdline", "rb") as f:
+        assert f.read().split(b"\0")[1:3] == [b"-m", b"servingd.workers"]
+    with open(f"/proc/{server.process.pid}/maps") as f:
+        assert "cygrpc" not in f.read()
     # The kernel hands each new connection to one of the listening workers (a worker still
     # loading has no listening socket yet); every answer must be right.
     for i in range(8):
