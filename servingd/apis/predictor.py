@@ -29,7 +29,7 @@ from servingd.batching import BatchingSession
 from servingd.core.servable_handle import ServableHandle
 from servingd.monitoring.metrics import BATCH_WAIT, QUEUE_WAIT, ServingMetrics
 from servingd.monitoring.request_logger import RequestLogger
-from servingd.monitoring.request_metrics import RunClock, current_scope, run_timing
+from servingd.monitoring.request_metrics import RunTiming, current_scope, run_timing
 from servingd.protos.tensorflow_serving.apis import model_pb2, prediction_log_pb2
 from servingd.servables.onnx import OnnxServable, Signature
 from servingd.servables.onnx.example_inputs import example_inputs
@@ -156,7 +156,7 @@ class Predictor:
             if self._check_predict_method:  # after the lookup, before the inputs, as TF
                 check_predict_method(servable.signature(ref.signature_name))
             prepared = servable.prepare(ref.signature_name, inputs, output_filter)
-            timing = run_timing() or RunClock()
+            timing = run_timing() or RunTiming()
             outputs = await self._run(servable, prepared, "Predict", timing)
             result = PredictResult(
                 outputs, handle.id.version, prepared.signature_name, timing.wait_ns()
@@ -218,7 +218,7 @@ class Predictor:
         return logger if logger is not None and logger.sample() else None
 
     async def _run(
-        self, servable: OnnxServable, prepared: PreparedRun, api: str, timing: RunClock | None
+        self, servable: OnnxServable, prepared: PreparedRun, api: str, timing: RunTiming | None
     ) -> dict[str, Any]:
         """Runs the model; `api` names the call in TF's runtime_latency metric, `timing`
         (run_timing(): None unless the request is metered) learns the run's checkpoints."""

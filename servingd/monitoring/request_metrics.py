@@ -34,7 +34,7 @@ from contextvars import ContextVar
 from itertools import chain
 from time import perf_counter_ns
 from types import TracebackType
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -66,28 +66,13 @@ Timings = tuple[int, int, int, int, int, int]
 _COLUMNS = 6
 
 
-class RunTiming(Protocol):
+class RunTiming:
     """When a model run was handed off (`queued_ns`, set on creation), started and finished.
     The thread that runs it fills in the last two, through `call` or (a batch thread)
-    `mark_started` / `mark_finished`; the coroutine that awaited the run then `record`s it.
-    The current RequestScope is its own RunTiming: one object per request."""
-
-    queued_ns: int
-    started_ns: int
-    finished_ns: int
-
-    def mark_started(self) -> None: ...
-
-    def mark_finished(self) -> None: ...
-
-    def call(self, function: Callable[..., T], *args: Any) -> T: ...
-
-    def record(self, api: str, wait_stage: int) -> None: ...
-
-
-class RunClock:
-    """A RunTiming of its own: what a caller uses to learn its run's wait (`wait_ns`) when
-    no RequestScope measures the request (Predictor.predict, for the V2 statistics)."""
+    `mark_started` / `mark_finished`; the coroutine that awaited the run then `record`s it,
+    and may ask how long the run waited (`wait_ns`). The current RequestScope is its own
+    RunTiming, one object per request; Predictor.predict makes one when there is no scope,
+    for the V2 statistics' queue time."""
 
     __slots__ = ("finished_ns", "queued_ns", "returned_ns", "started_ns")
 
@@ -122,7 +107,7 @@ class RunClock:
         return self.started_ns - self.queued_ns + self.returned_ns - self.finished_ns
 
 
-class RequestScope(RunClock):
+class RequestScope(RunTiming):
     """Context manager for one API call, and the RunTiming of its model run; see the module
     docstring. Belongs to the coroutine that opened it; only the run's thread writes to it
     besides (started_ns, finished_ns), before the coroutine resumes."""
@@ -337,7 +322,7 @@ def metered(api: str, entrypoint: str = "GRPC") -> Callable[[Handler[R]], Handle
     return decorate
 
 
-def run_timing() -> RunClock | None:
+def run_timing() -> RunTiming | None:
     """The RunTiming of the current request's model run (the scope itself, its hand-off time
     set now); None when nothing is measured."""
     scope = _CURRENT.get()
