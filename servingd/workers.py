@@ -38,7 +38,7 @@ from typing import NoReturn
 from servingd.core.status import InvalidArgument
 from servingd.monitoring.logging_setup import configure_logging
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("servingd.workers")  # also when run as __main__ (exec_supervisor)
 
 _FORWARDED = (signal.SIGTERM, signal.SIGINT)
 _WATCHED = {signal.SIGCHLD, *_FORWARDED}

@@ -90,6 +90,7 @@ def test_two_workers_answer_grpc_and_rest_and_stop_on_sigterm(
         assert f.read().split(b"\0")[1:3] == [b"-m", b"servingd.workers"]
     with open(f"/proc/{server.process.pid}/maps") as f:
         assert "cygrpc" not in f.read()
+    assert "INFO servingd.workers: Started worker 2 of 2" in server.log()
     # The kernel hands each new connection to one of the listening workers (a worker still
     # loading has no listening socket yet); every answer must be right.
     for i in range(8):
