@@ -134,9 +134,20 @@ def exec_supervisor(
         handler.flush()
     sys.stdout.flush()
     sys.stderr.flush()
-    command = [sys.executable, "-m", "servingd.workers", f"--workers={workers}"]
-    command += [f"--shutdown_grace_seconds={stop_grace_seconds}", f"--log_level={log_level}"]
-    os.execv(sys.executable, [*command, f"--log_format={log_format}", "--", *argv])
+    os.execv(
+        sys.executable,
+        [
+            sys.executable,
+            "-m",
+            "servingd.workers",
+            f"--workers={workers}",
+            f"--shutdown_grace_seconds={stop_grace_seconds}",
+            f"--log_level={log_level}",
+            f"--log_format={log_format}",
+            "--",
+            *argv,
+        ],
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
