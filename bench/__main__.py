@@ -418,8 +418,12 @@ def render(
         *machine(load),
         "",
         "### Targets",
-        "| target | measured | limit | verdict |",
-        "|---|---:|---:|---|",
+        "Each ratio of servingd to a floor (or to itself unbatched) is the median of its "
+        "per-round ratios: both measured in turns, seconds apart. The range and the rounds "
+        "that pass show how far the verdict depends on the minute.",
+        "",
+        "| target | measured | per round | limit | verdict |",
+        "|---|---:|---:|---:|---|",
         *(t.row() for t in targets(s, life)),
         "",
     ]

@@ -85,6 +85,19 @@ def series_table(series: Series, floor: Series | None, compute: Series | None) -
     return [*lines, ""]
 
 
+def paired(
+    series: Series, base: Series, concurrency: int, value: Callable[[Point], float]
+) -> tuple[float, ...]:
+    """`series` over `base`, round by round: the i-th point of each was measured in the same
+    round of `side_by_side`, seconds apart, so each ratio saw one machine. On a VM whose
+    speed drifts over minutes that is the ratio to trust; a ratio of two medians mixes
+    rounds."""
+    ours, theirs = series.points.get(concurrency, []), base.points.get(concurrency, [])
+    if len(ours) != len(theirs):
+        return ()  # not measured in the same rounds
+    return tuple(value(a) / value(b) for a, b in zip(ours, theirs, strict=True) if value(b))
+
+
 @dataclass(frozen=True)
 class Target:
     name: str
@@ -92,12 +105,20 @@ class Target:
     limit: float
     at_most: bool  # True: measured <= limit passes; False: measured >= limit passes
     unit: str = "x"
+    rounds: tuple[float, ...] = ()  # per-round ratios, when both sides were measured in turns
+
+    @classmethod
+    def per_round(cls, name: str, rounds: tuple[float, ...], limit: float, at_most: bool) -> Target:
+        """A target measured as the median of its per-round ratios."""
+        measured = statistics.median(rounds) if rounds else float("nan")
+        return cls(name, measured, limit, at_most, rounds=rounds)
+
+    def holds(self, value: float) -> bool:
+        return value <= self.limit if self.at_most else value >= self.limit
 
     @property
     def passed(self) -> bool:
-        if self.measured != self.measured:
-            return False
-        return self.measured <= self.limit if self.at_most else self.measured >= self.limit
+        return self.measured == self.measured and self.holds(self.measured)
 
     def row(self) -> str:
         sign = "<=" if self.at_most else ">="
@@ -105,7 +126,15 @@ class Target:
         if self.measured != self.measured:
             verdict = "not measured"
         measured = f"{_fmt(self.measured, 2)}{self.unit}"
-        return f"| {self.name} | {measured} | {sign} {self.limit:g}{self.unit} | {verdict} |"
+        rounds = "-"
+        if self.rounds:
+            held = sum(self.holds(r) for r in self.rounds)
+            rounds = (
+                f"{min(self.rounds):.2f}-{max(self.rounds):.2f}{self.unit}, "
+                f"{held} of {len(self.rounds)} pass"
+            )
+        limit = f"{sign} {self.limit:g}{self.unit}"
+        return f"| {self.name} | {measured} | {rounds} | {limit} | {verdict} |"
 
 
 def targets(s: dict[str, Series], life: Lifecycle | None) -> list[Target]:
@@ -125,25 +154,31 @@ def targets(s: dict[str, Series], life: Lifecycle | None) -> list[Target]:
     def cpu(series: Series) -> float:
         return series.median(16, lambda p: p.server_cpu_us_per_request)
 
+    def throughput(point: Point) -> float:
+        return point.throughput
+
+    def p50(point: Point) -> float:
+        return point.p50_ms
+
     found = [
-        Target(
-            "tiny gRPC c=1: p50 / protocol floor p50", tiny.p50(1) / tiny_floor.p50(1), 1.3, True
+        Target.per_round(
+            "tiny gRPC c=1: p50 / protocol floor p50", paired(tiny, tiny_floor, 1, p50), 1.3, True
         ),
-        Target(
+        Target.per_round(
             "tiny gRPC c=16: req/s / protocol floor",
-            tiny.throughput(16) / tiny_floor.throughput(16),
+            paired(tiny, tiny_floor, 16, throughput),
             0.8,
             False,
         ),
-        Target(
+        Target.per_round(
             "mlp gRPC c=16 batching on: req/s / protocol floor",
-            mlp_batch.throughput(16) / mlp_floor.throughput(16),
+            paired(mlp_batch, mlp_floor, 16, throughput),
             0.7,
             False,
         ),
-        Target(
+        Target.per_round(
             "mlp gRPC c=16: batching on / batching off",
-            mlp_batch.throughput(16) / mlp.throughput(16),
+            paired(mlp_batch, mlp, 16, throughput),
             2.0,
             False,
         ),
