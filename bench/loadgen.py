@@ -166,8 +166,11 @@ def perf_analyzer(
 ) -> Point:
     """Triton's perf_analyzer in TF Serving mode (sync calls, one thread per concurrent call).
 
-    It reads GetModelMetadata, then sends Predict with typed `float_val` inputs. One stable
-    window is what we want here, so it measures `seconds` once and does not retry."""
+    It reads GetModelMetadata, then sends Predict with typed `float_val` inputs. It measures
+    windows of `seconds` until the last three agree within the stability percentage, at most
+    three. That check is not how this bench judges a point, and on a shared VM a 2x swing
+    between windows happens: at 100% it failed a 40-minute run in its sixth point. So any
+    three windows count, as in tests/integration/test_perf_analyzer.py."""
     with tempfile.NamedTemporaryFile(suffix=".csv") as report:
         args = [
             binary,
@@ -179,7 +182,7 @@ def perf_analyzer(
             f"--concurrency-range={concurrency}",
             f"--measurement-interval={int(seconds * 1000)}",
             "--max-trials=3",
-            "--stability-percentage=100",
+            "--stability-percentage=1000",
             *("-f", report.name),
             *extra,
         ]
