@@ -28,7 +28,7 @@ import numpy as np
 
 from bench import compute_floor, lifecycle, loadgen, workload
 from bench.processes import ServerProcess, free_port, servingd_args
-from bench.report import Series, machine, series_table, targets, write_results
+from bench.report import Series, cpu_jiffies, machine, series_table, targets, write_results
 from bench.tools import INSTALL_HELP, Tools, ensure_tools
 from servingd.protos.tensorflow_serving.apis import predict_pb2
 
@@ -372,7 +372,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"bench: {name} is missing; install it with: {INSTALL_HELP[name]}", file=sys.stderr
             )
         return 2
-    load_before = os.getloadavg()
+    load_before, jiffies_before = os.getloadavg(), cpu_jiffies()
     print(f"load average before: {load_before[0]:.2f} (measurements are noisy above ~0.5)")
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="servingd-bench-") as tmp:
@@ -383,7 +383,7 @@ def main(argv: list[str] | None = None) -> int:
                 result = getattr(bench, section)()
                 if section == "lifecycle":
                     life = result
-        lines = render(bench, life, args, load_before)
+        lines = render(bench, life, args, load_before, jiffies_before)
     print("\n".join(lines))
     print(f"bench: {time.monotonic() - started:.0f} s")
     if args.results:
@@ -407,6 +407,7 @@ def render(
     life: lifecycle.Lifecycle | None,
     args: argparse.Namespace,
     load: tuple[float, float, float],
+    jiffies: tuple[int, int],
 ) -> list[str]:
     s = bench.series
     lines = [
@@ -415,7 +416,7 @@ def render(
         "the range), h2load/wrk: one client thread, one stream per connection.",
         "",
         "### Machine",
-        *machine(load),
+        *machine(load, jiffies),
         "",
         "### Targets",
         "Each ratio of servingd to a floor (or to itself unbatched) is the median of its "

@@ -234,7 +234,16 @@ def _version(command: list[str]) -> str:
         return "not installed"
 
 
-def machine(load_before: tuple[float, float, float]) -> list[str]:
+def cpu_jiffies() -> tuple[int, int]:
+    """(steal, all) clock ticks of every core since boot, from /proc/stat. Steal is time a
+    virtual CPU was ready to run and the host ran something else: on a shared VM it is the
+    neighbours' share, which the load average inside the VM does not show."""
+    with open("/proc/stat") as f:
+        ticks = [int(x) for x in f.readline().split()[1:9]]  # user .. steal (guest is in user)
+    return ticks[7], sum(ticks)
+
+
+def machine(load_before: tuple[float, float, float], jiffies_before: tuple[int, int]) -> list[str]:
     cpu = "?"
     with open("/proc/cpuinfo") as f:
         for line in f:
@@ -255,8 +264,15 @@ def machine(load_before: tuple[float, float, float]) -> list[str]:
         f"- {_version(['h2load', '--version'])}; {_version(['wrk', '-v'])}",
         f"- load average (1/5/15 min) before: {' / '.join(f'{x:.2f}' for x in load_before)}; "
         f"after: {' / '.join(f'{x:.2f}' for x in load_now)}",
+        f"- CPU time the host took (steal) during the run: {_steal_percent(jiffies_before):.1f}% "
+        "of the cores' time",
         f"- date: {time.strftime('%Y-%m-%d %H:%M %Z')}",
     ]
+
+
+def _steal_percent(before: tuple[int, int]) -> float:
+    steal, total = cpu_jiffies()
+    return (steal - before[0]) / (total - before[1]) * 100 if total > before[1] else 0.0
 
 
 def write_results(path: Path, body: Iterable[str]) -> None:

@@ -7,7 +7,7 @@ import math
 import pytest
 
 from bench.loadgen import Point
-from bench.report import Series, Target, paired
+from bench.report import Series, Target, cpu_jiffies, paired
 
 
 def series(title: str, concurrency: int, rates: list[float], p50s: list[float]) -> Series:
@@ -51,3 +51,13 @@ def test_a_target_without_rounds_is_not_measured() -> None:
     assert target.row() == "| mlp batching on / off | -x | - | >= 2x | not measured |"
     plain = Target("idle", 0.5, 1.0, True, "%")
     assert plain.row() == "| idle | 0.50% | - | <= 1% | PASS |"
+
+
+def test_cpu_jiffies_reads_steal_and_all_ticks_from_proc_stat() -> None:
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    steal, total = cpu_jiffies()
+    assert 0 <= steal <= total
+    # user, nice, system, idle, iowait, irq, softirq, steal: never less than when read above.
+    assert steal >= fields[7]
+    assert total >= sum(fields[:8])
