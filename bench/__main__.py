@@ -419,9 +419,10 @@ def render(
         *machine(load, jiffies),
         "",
         "### Targets",
-        "Each ratio of servingd to a floor (or to itself unbatched) is the median of its "
-        "per-round ratios: both measured in turns, seconds apart. The range and the rounds "
-        "that pass show how far the verdict depends on the minute.",
+        "A target that compares two side-by-side series (servingd and its floor, batching on "
+        "and off) is the median of its per-round ratios, both measured in turns, seconds "
+        "apart; its range and the rounds that pass show how far the verdict depends on the "
+        "minute.",
         "",
         "| target | measured | per round | limit | verdict |",
         "|---|---:|---:|---:|---|",
