@@ -19,7 +19,7 @@ forwards it once) and get SIGTERM if the parent dies without forwarding anything
 The parent checks every flag as a single server would, with all of servingd imported, then
 replaces itself (`exec_supervisor`: same pid, so signals and the exit status still reach the
 set as before) with `python -m servingd.workers`, which imports only what supervising needs:
-~14 MiB resident instead of the ~65 MiB that grpc, aiohttp, numpy and protobuf hold.
+~16 MiB resident instead of the ~65 MiB that grpc, aiohttp, numpy and protobuf hold.
 """
 
 from __future__ import annotations
